@@ -1,0 +1,1 @@
+"""dendrite: a REST service that trains Keras networks on uploaded datasets."""

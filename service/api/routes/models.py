@@ -1,0 +1,112 @@
+"""Trained models: read, predict (JSON or CSV), download."""
+
+import io
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from service import examples, models
+from service.api.deps import Limit, Offset, SessionDep
+from service.errors import InvalidInput, UnsupportedMediaType
+from service.schemas import ModelRead, Page, PredictRequest, PredictResponse
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+_CSV_EXAMPLE = (
+    "Cement,Blast Furnace Slag,Fly Ash,Water,Superplasticizer,Coarse Aggregate,Fine Aggregate,Age\n"
+    "540.0,0.0,0.0,162.0,2.5,1040.0,676.0,28\n"
+)
+_PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                "example": examples.CONCRETE_PREDICT,
+            },
+            "text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE},
+        },
+    },
+    "responses": {
+        "200": {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+}
+
+
+@router.get("", response_model=Page[ModelRead])
+def list_models(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> Page[ModelRead]:
+    """List trained models, newest first."""
+    items, total = models.page(session, limit, offset)
+    return Page(items=[models.to_read(m) for m in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{model_id}", response_model=ModelRead)
+def get_model(session: SessionDep, model_id: str) -> ModelRead:
+    """A trained model: its job, task, input schema, outputs (targets, labels), test metrics."""
+    return models.to_read(models.get(session, model_id))
+
+
+def _parse_csv(body: bytes) -> list[dict[str, Any]]:
+    try:
+        frame = pd.read_csv(io.BytesIO(body), skipinitialspace=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise InvalidInput(f"the CSV body cannot be read: {error}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    records: list[dict[str, Any]] = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return records
+
+
+def _to_csv(predictions: list[dict[str, Any]]) -> str:
+    rows = []
+    for prediction in predictions:
+        if "probabilities" in prediction:
+            row = {"label": prediction["label"]}
+            row.update({f"p_{k}": v for k, v in prediction["probabilities"].items()})
+            rows.append(row)
+        else:
+            rows.append(prediction)
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+@router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY)
+async def predict(session: SessionDep, model_id: str, request: Request) -> Any:
+    """Predict from raw rows: JSON `{"instances": [...]}` in, JSON out; or CSV in, CSV out."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    body = await request.body()
+    if content_type == "text/csv":
+        instances: list[Any] = _parse_csv(body)
+        if not instances:
+            raise InvalidInput("the CSV body has no rows")
+    elif content_type in ("application/json", ""):
+        try:
+            instances = PredictRequest.model_validate_json(body).instances
+        except ValidationError as error:
+            first = error.errors()[0]
+            pointer = "/" + "/".join(str(p) for p in first["loc"])
+            raise InvalidInput(f"{pointer}: {first['msg']}", field=pointer) from None
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type '{content_type}' is not accepted; send application/json or text/csv"
+        )
+    predictions = await run_in_threadpool(models.predict, session, model_id, instances)
+    if content_type == "text/csv":
+        return Response(_to_csv(predictions), media_type="text/csv")
+    return PredictResponse(predictions=predictions)
+
+
+@router.get(
+    "/{model_id}/download",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_model(session: SessionDep, model_id: str) -> FileResponse:
+    """The `.keras` file: self-contained, preprocessing included; load it with safe_mode."""
+    return FileResponse(
+        models.file_path(session, model_id),
+        media_type="application/octet-stream",
+        filename=f"dendrite-{model_id}.keras",
+    )

@@ -1,0 +1,21 @@
+"""Spec validation without training."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from service import specs
+from service.api.deps import SessionDep
+from service.api.routes.jobs import JOB_EXAMPLES
+from service.schemas import JobCreate, SpecSummary
+
+router = APIRouter(prefix="/v1/specs", tags=["specs"])
+
+
+@router.post("/validate", response_model=SpecSummary)
+def validate_spec(
+    session: SessionDep,
+    request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],  # type: ignore[arg-type]
+) -> SpecSummary:
+    """Check a job request and build its network without training: layers, shapes, parameters."""
+    return specs.validate(session, request)

@@ -1,0 +1,197 @@
+"""Dataset use cases: upload (store, detect the format, infer the schema), look up, preview, delete.
+
+Plain functions over a Session: they flush, never commit.
+"""
+
+from itertools import chain
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO
+
+import pandas as pd
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service import errors, orm, storage, tabular
+from service.config import get_settings
+
+CHUNK_BYTES = 1 << 20
+FORMAT_LABELS = {"csv": "CSV", "parquet": "Parquet", "npz": "NPZ"}
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
+TEXT_EXTENSIONS = ("", ".csv", ".txt")
+ACCEPTED = (
+    "dendrite accepts CSV (.csv: UTF-8 text with a header row), Parquet (.parquet, .pq) and NPZ "
+    f"(.npz: numpy.savez arrays {tabular.NPZ_KEYS})"
+)
+MAX_NAME_LENGTH = 255
+
+
+def create(
+    session: Session,
+    stream: BinaryIO,
+    filename: str | None,
+    content_type: str | None,
+    name: str | None,
+) -> orm.Dataset:
+    """Store an uploaded file and record it with its inferred schema.
+
+    The content decides the format and a known extension must agree with it. `content_type` only
+    appears in messages: browsers label CSV files inconsistently (e.g. application/vnd.ms-excel).
+    """
+    display_name = PurePosixPath((filename or "").replace("\\", "/")).name
+    dataset_name = _dataset_name(name, display_name)
+    chunks = iter(lambda: stream.read(CHUNK_BYTES), b"")
+    head = next(chunks, b"")
+    if not head:
+        raise errors.InvalidInput("the file is empty", field="file")
+    file_format = _detect_format(head, display_name, content_type)
+    dataset_id = orm.new_id()
+    key = f"datasets/{dataset_id}.{file_format}"
+    size, sha256 = storage.write_stream(key, chain([head], chunks), get_settings().max_upload_bytes)
+    try:
+        path = storage.path(key)
+        if file_format == "npz":
+            arrays = tabular.read_npz(path)
+            rows, columns = len(next(iter(arrays.values()))), tabular.describe_arrays(arrays)
+        else:
+            frame = tabular.read_table(path, file_format)
+            rows, columns = len(frame), tabular.describe(frame)
+        dataset = orm.Dataset(
+            id=dataset_id,
+            name=dataset_name,
+            format=file_format,
+            size_bytes=size,
+            sha256=sha256,
+            rows=rows,
+            columns=columns,
+            storage_key=key,
+        )
+        session.add(dataset)
+        session.flush()
+    except BaseException:
+        storage.delete(key)
+        raise
+    return dataset
+
+
+def _dataset_name(name: str | None, display_name: str) -> str:
+    chosen = (name or "").strip()
+    if len(chosen) > MAX_NAME_LENGTH:
+        detail = f"the name is {len(chosen)} characters long; the limit is {MAX_NAME_LENGTH}"
+        raise errors.InvalidInput(detail, field="name")
+    stem = display_name.rsplit(".", 1)[0] if "." in display_name[1:] else display_name
+    return chosen or stem.strip()[:MAX_NAME_LENGTH] or "dataset"
+
+
+def _detect_format(head: bytes, display_name: str, content_type: str | None) -> str:
+    described = f"file '{display_name}'" if display_name else "the file"
+    if content_type:
+        described += f" (sent as {content_type})"
+    if head.startswith(b"PAR1"):
+        detected = "parquet"
+    elif head.startswith(b"PK\x03\x04"):
+        detected = "npz"
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        detail = f"{described} is UTF-16 text; a CSV must be UTF-8: save it as 'CSV UTF-8'"
+        raise errors.InvalidInput(detail, field="file")
+    elif b"\x00" in head[:8192]:
+        detail = f"{described} is not a CSV, Parquet or NPZ file; {ACCEPTED}"
+        raise errors.UnsupportedMediaType(detail, field="file")
+    else:
+        detected = "csv"
+    suffix = PurePosixPath(display_name).suffix.lower()
+    expected = EXTENSIONS.get(suffix)
+    if expected is not None and expected != detected:
+        raise errors.InvalidInput(
+            f"file '{display_name}' is not a {FORMAT_LABELS[expected]} file; its content looks "
+            f"like {FORMAT_LABELS[detected]}",
+            field="file",
+        )
+    if detected == "csv" and suffix not in TEXT_EXTENSIONS:
+        detail = f"{described} has the extension '{suffix}', which is not accepted; {ACCEPTED}"
+        raise errors.UnsupportedMediaType(detail, field="file")
+    return detected
+
+
+def get(session: Session, id_or_name: str) -> orm.Dataset:
+    """A dataset by id, else the newest dataset with that name."""
+    dataset = (
+        session.get(orm.Dataset, id_or_name)
+        or session.scalars(
+            select(orm.Dataset)
+            .where(orm.Dataset.name == id_or_name)
+            .order_by(orm.Dataset.created_at.desc())
+            .limit(1)
+        ).first()
+    )
+    if dataset is None:
+        raise errors.NotFound(f"dataset '{id_or_name}' does not exist", field="dataset_id")
+    return dataset
+
+
+def page(session: Session, limit: int, offset: int) -> tuple[list[orm.Dataset], int]:
+    """One page of datasets, newest first, and the total count."""
+    total = session.scalar(select(func.count()).select_from(orm.Dataset)) or 0
+    query = select(orm.Dataset).order_by(orm.Dataset.created_at.desc(), orm.Dataset.id)
+    return list(session.scalars(query.limit(limit).offset(offset))), total
+
+
+def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` rows as JSON-safe records; NPZ rows as {"index", "x", "y"}."""
+    path = storage.path(dataset.storage_key)
+    if dataset.format == "npz":
+        x, y = list(tabular.read_npz(path).values())[:2]
+        return [
+            {"index": i, "x": x[i].tolist(), "y": y[i].tolist()} for i in range(min(limit, len(x)))
+        ]
+    # Columns recorded as text stay text, even where the first rows alone look numeric.
+    text_columns = [column["name"] for column in dataset.columns if column["dtype"] == "string"]
+    frame = tabular.read_table(path, dataset.format, nrows=limit, text_columns=text_columns)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [
+        {str(key): tabular.python_value(value) for key, value in row.items()} for row in records
+    ]
+
+
+def delete(session: Session, dataset_id: str) -> None:
+    """Delete a dataset (by id only), its jobs and models with it; 409 while a job uses it."""
+    dataset = session.get(orm.Dataset, dataset_id)
+    if dataset is None:
+        raise errors.NotFound(f"dataset '{dataset_id}' does not exist", field="dataset_id")
+    active = session.scalars(
+        select(orm.Job.id).where(
+            orm.Job.dataset_id == dataset_id, orm.Job.status.in_(orm.ACTIVE_STATUSES)
+        )
+    ).all()
+    if active:
+        raise errors.Conflict(
+            f"dataset '{dataset_id}' is used by {len(active)} queued or running job(s) "
+            f"({', '.join(active[:5])}); cancel them or wait until they end, then delete it",
+            field="dataset_id",
+        )
+    model_keys = session.scalars(
+        select(orm.Model.storage_key).join(orm.Job).where(orm.Job.dataset_id == dataset_id)
+    ).all()
+    # A bulk delete lets the database cascade to jobs and models (loaded jobs are not nulled).
+    session.execute(sql_delete(orm.Dataset).where(orm.Dataset.id == dataset_id))
+    session.flush()
+    for key in [dataset.storage_key, *model_keys]:
+        storage.delete(key)
+
+
+def load_frame(dataset: orm.Dataset) -> pd.DataFrame:
+    """A tabular dataset's rows, parsed exactly as at upload."""
+    if dataset.format == "npz":
+        detail = f"dataset '{dataset.id}' holds NPZ arrays, not a table"
+        raise errors.InvalidInput(detail, field="dataset_id")
+    return tabular.read_table(storage.path(dataset.storage_key), dataset.format)
+
+
+def load_arrays(dataset: orm.Dataset) -> dict[str, tabular.Array]:
+    """An NPZ dataset's arrays: x and y, or x_train and y_train (and x_test, y_test)."""
+    if dataset.format != "npz":
+        detail = (
+            f"dataset '{dataset.id}' is a {FORMAT_LABELS[dataset.format]} table, not NPZ arrays"
+        )
+        raise errors.InvalidInput(detail, field="dataset_id")
+    return tabular.read_npz(storage.path(dataset.storage_key))

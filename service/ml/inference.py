@@ -1,0 +1,124 @@
+"""Predictions in the API process from an LRU cache of loaded models.
+
+Each call is one `predict_on_batch` (no per-call `model.predict()`, whose fixed overhead is tens of
+milliseconds). Rows are checked and converted here, so bad rows get a 422 naming the row and field.
+"""
+
+import threading
+from typing import Any
+
+import keras
+import numpy as np
+from cachetools import LRUCache
+
+from service import storage
+from service.config import get_settings
+from service.errors import InvalidInput
+from service.ml import artifacts
+
+_lock = threading.Lock()
+_cache: LRUCache[str, keras.Model] | None = None
+
+
+def _model(storage_key: str) -> keras.Model:
+    global _cache
+    with _lock:
+        if _cache is None:
+            _cache = LRUCache(maxsize=get_settings().prediction_cache_size)
+        model = _cache.get(storage_key)
+    if model is None:
+        model = artifacts.load(storage.path(storage_key))
+        with _lock:
+            _cache[storage_key] = model
+    return model
+
+
+def predict(
+    storage_key: str, input_schema: dict[str, Any], outputs: dict[str, Any], instances: list[Any]
+) -> list[Any]:
+    if input_schema["kind"] == "array":
+        inputs: Any = _array_inputs(input_schema, instances)
+    else:
+        inputs = _tabular_inputs(input_schema, instances)
+    raw = np.asarray(_model(storage_key).predict_on_batch(inputs))
+    labels = outputs.get("labels")
+    if labels is not None:
+        return [
+            {
+                "label": labels[int(np.argmax(row))],
+                "probabilities": {str(label): float(p) for label, p in zip(labels, row, strict=True)},
+            }
+            for row in raw
+        ]
+    targets = outputs["targets"]
+    return [{t: float(v) for t, v in zip(targets, row, strict=True)} for row in raw]
+
+
+def _tabular_inputs(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
+    columns: dict[str, list[Any]] = {f["input"]: [] for f in schema["features"]}
+    for row_index, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise InvalidInput(
+                f"instance {row_index} must be an object of feature values", f"/instances/{row_index}"
+            )
+        for feature in schema["features"]:
+            name = feature["name"]
+            pointer = f"/instances/{row_index}/{name}"
+            value = row.get(name)
+            if value is None:
+                if name not in row and feature.get("fill") is None:
+                    raise InvalidInput(f"instance {row_index} lacks feature '{name}'", pointer)
+                if feature.get("fill") is None:
+                    raise InvalidInput(
+                        f"instance {row_index} has no value for '{name}', and the model was "
+                        "trained without filling missing values",
+                        pointer,
+                    )
+                value = feature["fill"]
+            if feature["kind"] == "numeric":
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise InvalidInput(
+                        f"feature '{name}' of instance {row_index} must be a number, not "
+                        f"{type(value).__name__} {value!r}",
+                        pointer,
+                    )
+            elif not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise InvalidInput(
+                    f"feature '{name}' of instance {row_index} must be a string, not "
+                    f"{type(value).__name__}",
+                    pointer,
+                )
+            columns[feature["input"]].append(value)
+    kinds = {f["input"]: f["kind"] for f in schema["features"]}
+    return {
+        key: (
+            np.asarray(values, dtype="float32").reshape(-1, 1)
+            if kinds[key] == "numeric"
+            else np.asarray([str(v) for v in values], dtype=object).reshape(-1, 1)
+        )
+        for key, values in columns.items()
+    }
+
+
+def _array_inputs(schema: dict[str, Any], instances: list[Any]) -> np.ndarray:
+    shape = tuple(schema["shape"])
+    try:
+        array = np.asarray(instances, dtype="float32")
+    except (ValueError, TypeError):
+        raise InvalidInput(
+            f"instances must be numeric arrays of shape {list(shape)}", "/instances"
+        ) from None
+    if array.shape[1:] != shape:
+        raise InvalidInput(
+            f"each instance must have shape {list(shape)}; got {list(array.shape[1:])}",
+            "/instances",
+        )
+    if not np.isfinite(array).all():
+        raise InvalidInput("instances hold NaN or infinite values", "/instances")
+    return array
+
+
+def evict(storage_key: str) -> None:
+    with _lock:
+        if _cache is not None:
+            _cache.pop(storage_key, None)

@@ -1,0 +1,35 @@
+"""Spec validation without training: resolve the request, build the Keras model, describe it."""
+
+from sqlalchemy.orm import Session
+
+from service import datasets
+from service.ml import plan as plans
+from service.schemas import JobCreate, LayerSummary, SpecSummary
+
+
+def validate(session: Session, request: JobCreate) -> SpecSummary:
+    from service.ml import builder  # TensorFlow loads here, on the first validation
+
+    dataset = datasets.get(session, request.dataset_id)
+    plan = plans.resolve(request, dataset)
+    columns = {column["name"]: column for column in dataset.columns}
+    for feature in plan.features:
+        if feature.kind == "string":
+            feature.categories = sorted(str(v) for v, _n in columns[feature.name].get("values") or [])
+    try:
+        model = builder.build(request.network, plan, normalization=None)
+    except ValueError as error:
+        raise plans.InvalidInput(f"the network cannot be built: {error}", field="/network") from None
+    layers = [LayerSummary(**row) for row in builder.summarize(model)]
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    return SpecSummary(
+        inputs=[f.name for f in plan.features],
+        layers=layers,
+        parameters=int(model.count_params()),
+        trainable_parameters=trainable,
+        loss=plan.loss,
+        metrics=plan.metrics,
+        epochs=plan.epochs,
+        output_units=plan.output_units,
+        labels=plan.labels,
+    )

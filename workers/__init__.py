@@ -1,0 +1,1 @@
+"""How a model gets trained: the Celery app, its task, and the training pipeline."""
