@@ -18,10 +18,12 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite (WAL) in the data directory."
     )
     broker_url: str | None = Field(
-        default=None, description="Celery broker URL; default: an on-disk queue in the data directory."
+        default=None,
+        description="Celery broker URL; default: an on-disk queue in the data directory.",
     )
     artifacts_dir: Path | None = Field(
-        default=None, description="Where datasets and models are stored; default: DATA_DIR/artifacts."
+        default=None,
+        description="Where datasets and models are stored; default: DATA_DIR/artifacts.",
     )
     broker_polling_interval: float = Field(
         default=0.1, description="Seconds between polls of the on-disk broker (embedded mode)."
@@ -34,7 +36,9 @@ class Settings(BaseSettings):
         default=120.0,
         description="A running job whose heartbeat is older than this many seconds is failed.",
     )
-    prediction_cache_size: int = Field(default=16, description="Loaded models kept for predictions.")
+    prediction_cache_size: int = Field(
+        default=16, description="Loaded models kept for predictions."
+    )
     max_upload_bytes: int = Field(default=1 << 30, description="Largest accepted upload.")
 
     @property
@@ -49,7 +53,7 @@ class Settings(BaseSettings):
 
     @property
     def celery_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        return self.broker_url or "dendrite-fs://"
 
     @property
     def broker_dir(self) -> Path:

@@ -1,4 +1,7 @@
-"""The engine and session factory; SQLite gets WAL and a busy timeout so API and worker can share it."""
+"""The engine and session factory.
+
+SQLite gets WAL and a busy timeout so the API and the worker can share it.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager

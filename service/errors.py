@@ -1,12 +1,12 @@
 """Domain errors. Each carries its HTTP status; one handler in `service.api.errors` renders them.
 
-    DendriteError
-    ├── BadRequest (400)
-    ├── NotFound (404)
-    ├── Conflict (409)
-    ├── PayloadTooLarge (413)
-    ├── UnsupportedMediaType (415)
-    └── InvalidInput (422)
+DendriteError
+├── BadRequest (400)
+├── NotFound (404)
+├── Conflict (409)
+├── PayloadTooLarge (413)
+├── UnsupportedMediaType (415)
+└── InvalidInput (422)
 """
 
 

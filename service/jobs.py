@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import datasets, queue
@@ -25,14 +26,8 @@ def submit(session: Session, request: JobCreate, idempotency_key: str | None = N
     """Check the request against its dataset, record the job, and queue it after the commit."""
     fingerprint = _fingerprint(request)
     if idempotency_key is not None:
-        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        existing = _replay(session, idempotency_key, fingerprint)
         if existing is not None:
-            if existing.request_sha256 != fingerprint:
-                raise Conflict(
-                    "this Idempotency-Key was already used with a different request body; "
-                    "use a new key for a new job",
-                    field="Idempotency-Key",
-                )
             return existing
     dataset = datasets.get(session, request.dataset_id)
     plan = plans.resolve(request, dataset)
@@ -53,10 +48,28 @@ def submit(session: Session, request: JobCreate, idempotency_key: str | None = N
         idempotency_key=idempotency_key,
         request_sha256=fingerprint,
     )
-    session.add(job)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent request may take the same key first
+            session.add(job)
+    except IntegrityError:
+        existing = _replay(session, idempotency_key or "", fingerprint)
+        if existing is None:
+            raise
+        return existing
     queue.enqueue_training(session, job.id, job.device)
     return job
+
+
+def _replay(session: Session, idempotency_key: str, fingerprint: str) -> Job | None:
+    """The job an earlier request with this key made; 409 if that request had another body."""
+    existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    if existing is not None and existing.request_sha256 != fingerprint:
+        raise Conflict(
+            "this Idempotency-Key was already used with a different request body; "
+            "use a new key for a new job",
+            field="Idempotency-Key",
+        )
+    return existing
 
 
 def get(session: Session, job_id: str) -> Job:
@@ -141,11 +154,14 @@ def fail_orphans(session: Session, worker: str) -> int:
 
 
 def active_for_dataset(session: Session, dataset_id: str) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
+        )
+        or 0
+    )
 
 
 def to_read(job: Job) -> JobRead:
@@ -176,4 +192,3 @@ def to_read(job: Job) -> JobRead:
 def _aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; they were written in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-

@@ -39,7 +39,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         while True:
             try:
                 await run_in_threadpool(_sweep_stale)
-            except Exception:  # noqa: BLE001 - the sweep must outlive a database blip
+            except Exception:
                 log.exception("stale-job sweep failed")
             await asyncio.sleep(max(get_settings().stale_after / 4, 1.0))
 

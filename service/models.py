@@ -41,9 +41,9 @@ def page(session: Session, limit: int, offset: int) -> tuple[list[Model], int]:
 
 
 def predict(session: Session, model_id: str, instances: list[Any]) -> list[Any]:
+    model = get(session, model_id)  # before the import: an unknown id needs no TensorFlow
     from service.ml import inference  # loads TensorFlow on first use, not at API start
 
-    model = get(session, model_id)
     return inference.predict(model.storage_key, model.input_schema, model.outputs, instances)
 
 

@@ -10,6 +10,7 @@ from celery import Celery
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from service import broker
 from service.config import Settings, get_settings
 
 TRAINING_TASK = "training.run_job"
@@ -23,6 +24,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         folder = settings.broker_dir
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
+        assert settings.celery_broker_url.startswith(broker.SCHEME)
         options = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

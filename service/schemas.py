@@ -29,7 +29,9 @@ class ErrorBody(BaseModel):
 
 class ColumnRead(BaseModel):
     name: str
-    dtype: str = Field(description="'float', 'integer', 'string' or 'boolean' (tabular); numpy dtype (NPZ).")
+    dtype: str = Field(
+        description="'float', 'integer', 'string' or 'boolean' (tabular); numpy dtype (NPZ)."
+    )
     missing: int = 0
     shape: list[int] | None = Field(default=None, description="NPZ arrays: the array's shape.")
     min: float | None = None
@@ -38,7 +40,8 @@ class ColumnRead(BaseModel):
     std: float | None = None
     distinct: int | None = Field(default=None, description="Number of distinct values.")
     values: list[Any] | None = Field(
-        default=None, description="Distinct values with their counts, for string columns and labels."
+        default=None,
+        description="Distinct values with their counts, for string columns and labels.",
     )
 
 
@@ -82,13 +85,17 @@ class Training(BaseModel):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     loss: str | None = Field(
         default=None,
-        description="Default: mean_squared_error (regression), categorical_crossentropy (classification).",
+        description="Default: mean_squared_error (regression), categorical_crossentropy "
+        "(classification).",
     )
     metrics: list[str] | None = Field(
         default=None, description="Default: ['mae'] (regression), ['accuracy'] (classification)."
     )
     epochs: int | None = Field(
-        default=None, gt=0, le=100_000, description="Default: 100 (regression), 10 (classification)."
+        default=None,
+        gt=0,
+        le=100_000,
+        description="Default: 100 (regression), 10 (classification).",
     )
     batch_size: int = Field(default=32, gt=0, le=65536)
     validation_split: float = Field(
@@ -107,13 +114,18 @@ class Training(BaseModel):
     )
     early_stopping: EarlyStopping | None = None
     seed: int | None = Field(
-        default=None, ge=0, lt=2**31, description="Default: drawn at submit and recorded on the job."
+        default=None,
+        ge=0,
+        lt=2**31,
+        description="Default: drawn at submit and recorded on the job.",
     )
 
     @model_validator(mode="after")
     def _splits_leave_training_rows(self) -> "Training":
         if self.validation_split + self.test_split >= 0.95:
-            raise ValueError("validation_split + test_split must leave at least 5% of rows to train on")
+            raise ValueError(
+                "validation_split + test_split must leave at least 5% of rows to train on"
+            )
         return self
 
 
@@ -213,7 +225,7 @@ class PredictRequest(BaseModel):
     instances: list[dict[str, Any]] | list[Any] = Field(
         min_length=1,
         max_length=100_000,
-        description="Records {feature: raw value} for tabular models; nested arrays for NPZ models.",
+        description="Records {feature: raw value} (tabular models); nested arrays (NPZ models).",
     )
 
 

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 ACTIVATIONS = (
     "linear", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
-    "glu", "silu", "swish", "mish", "softmax", "log_softmax", "softplus", "softsign",
+    "silu", "swish", "mish", "softmax", "log_softmax", "softplus", "softsign",
     "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "log_sigmoid", "exponential",
     "sparse_plus", "squareplus", "tanh_shrink", "hard_shrink", "soft_shrink", "sparsemax",
 )  # fmt: skip
@@ -25,11 +25,20 @@ _NOT_TRAINABLE = {
     "heaviside": "'heaviside' has a zero gradient everywhere; use 'sigmoid' instead.",
     "sign": "'sign' has a zero gradient everywhere; use 'tanh' or 'softsign' instead.",
 }
+# Keras resolves these, but its layers assume an activation keeps the shape of its input.
+_SHAPE_CHANGING = {
+    "glu": (
+        "'glu' halves the width of its input, which Keras layers do not account for: the next "
+        "layer would get half the inputs it was built for. Use 'swish', 'silu' or 'gelu' instead."
+    ),
+}
 
 
 def _check_activation(name: str) -> str:
     if name in _NOT_TRAINABLE:
         raise ValueError(_NOT_TRAINABLE[name])
+    if name in _SHAPE_CHANGING:
+        raise ValueError(_SHAPE_CHANGING[name])
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{name}'; choose one of: {', '.join(ACTIVATIONS)}")
     return name

@@ -3,6 +3,7 @@
 from sqlalchemy.orm import Session
 
 from service import datasets
+from service.errors import InvalidInput
 from service.ml import plan as plans
 from service.schemas import JobCreate, LayerSummary, SpecSummary
 
@@ -15,11 +16,15 @@ def validate(session: Session, request: JobCreate) -> SpecSummary:
     columns = {column["name"]: column for column in dataset.columns}
     for feature in plan.features:
         if feature.kind == "string":
-            feature.categories = sorted(str(v) for v, _n in columns[feature.name].get("values") or [])
+            feature.categories = sorted(
+                str(v) for v, _n in columns[feature.name].get("values") or []
+            )
     try:
         model = builder.build(request.network, plan, normalization=None)
     except ValueError as error:
-        raise plans.InvalidInput(f"the network cannot be built: {error}", field="/network") from None
+        raise InvalidInput(
+            f"the network cannot be built: {error}", field="/network"
+        ) from None
     layers = [LayerSummary(**row) for row in builder.summarize(model)]
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     return SpecSummary(

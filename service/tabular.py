@@ -9,7 +9,6 @@ import math
 import warnings
 import zipfile
 from collections.abc import Collection, Iterable
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,13 @@ def _read_parquet(path: Path, nrows: int | None) -> pd.DataFrame:
         if nrows is None:
             table = file.read()
         else:
-            batches = list(islice(file.iter_batches(batch_size=max(nrows, 1)), 1))
+            # Batches stop at row-group boundaries, so one may hold fewer than nrows rows.
+            batches, count = [], 0
+            for batch in file.iter_batches(batch_size=max(nrows, 1)):
+                batches.append(batch)
+                count += batch.num_rows
+                if count >= nrows:
+                    break
             table = pa.Table.from_batches(batches, schema=file.schema_arrow).slice(0, nrows)
         frame = table.to_pandas()
     except (pa.ArrowException, OSError) as error:
@@ -122,7 +127,7 @@ def _read_parquet(path: Path, nrows: int | None) -> pd.DataFrame:
 
 
 def _column_names(header: Iterable[object]) -> list[str]:
-    names: list[str] = []
+    names: dict[str, None] = {}
     for number, raw in enumerate(header, start=1):
         name = str(raw).strip()
         if not name:
@@ -134,8 +139,8 @@ def _column_names(header: Iterable[object]) -> list[str]:
         if name in names:
             detail = f"the column name '{name}' appears twice; column names must be unique"
             raise errors.InvalidInput(detail, field=name)
-        names.append(name)
-    return names
+        names[name] = None
+    return list(names)
 
 
 def _column(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.Series:
@@ -185,23 +190,24 @@ def _finite(name: str, values: pd.Series) -> pd.Series:
 def _text(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.Series:
     text = values.astype(TEXT).str.strip()
     text = text.mask(text.isin(NA_TOKENS) if text_na else text.eq(""))
-    present = text.notna()
-    if keep_text or not present.any():
+    # Classify distinct values only: parsing every cell of a long text column is slow.
+    counts = text.value_counts()
+    if keep_text or counts.empty:
         return text
-    lowered = text.str.lower()
-    if lowered[present].isin(["true", "false"]).all():
-        return _boolean(lowered.map({"true": True, "false": False}))
-    numbers = pd.to_numeric(text, errors="coerce")
-    text_cells = present & numbers.isna()
-    if not text_cells.any():
-        return _column(name, numbers, text_na, keep_text)
-    if numbers.notna().sum() <= present.sum() / 2:
+    distinct = pd.Series(counts.index, dtype=TEXT)
+    lowered = distinct.str.lower()
+    if lowered.isin(["true", "false"]).all():
+        return _boolean(text.str.lower().map({"true": True, "false": False}))
+    is_text = pd.to_numeric(distinct, errors="coerce").isna().to_numpy()
+    if not is_text.any():
+        return _column(name, pd.to_numeric(text), text_na, keep_text)
+    text_count = int(counts.to_numpy()[is_text].sum())
+    if text_count >= counts.sum() / 2:
         return text
-    row = int(text_cells.to_numpy().argmax())
-    others = int(text_cells.sum()) - 1
+    row = int(text.isin(distinct[is_text]).to_numpy().argmax())
     raise errors.InvalidInput(
         f"column '{name}' holds numbers, but row {row + 1} has the text '{text.iloc[row]}'"
-        + (f" ({others} more rows have text)" if others else "")
+        + (f" ({text_count - 1} more rows have text)" if text_count > 1 else "")
         + "; fix the value or leave the cell blank (blank cells are read as missing)",
         field=name,
     )

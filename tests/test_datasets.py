@@ -26,7 +26,9 @@ def upload(
     return datasets.create(session, io.BytesIO(content), filename, "text/csv", name)
 
 
-def reject(session: Session, content: bytes, filename: str | None = "data.csv") -> errors.DendriteError:
+def reject(
+    session: Session, content: bytes, filename: str | None = "data.csv"
+) -> errors.DendriteError:
     with pytest.raises(errors.DendriteError) as caught:
         upload(session, content, filename)
     return caught.value
@@ -59,11 +61,18 @@ def test_create_concrete_csv_infers_numeric_columns(session: Session) -> None:
         len(CONCRETE),
         hashlib.sha256(CONCRETE).hexdigest(),
     )
-    assert list(columns)[0] == "Cement" and list(columns)[-1] == "Strength"
-    assert {name: column["dtype"] for name, column in columns.items() if name != "Age"} == dict.fromkeys(
-        set(columns) - {"Age"}, "float"
-    )
-    assert columns["Age"]["dtype"] == "integer"
+    assert list(columns) == [
+        "Cement",
+        "Blast Furnace Slag",
+        "Fly Ash",
+        "Water",
+        "Superplasticizer",
+        "Coarse Aggregate",
+        "Fine Aggregate",
+        "Age",
+        "Strength",
+    ]
+    assert [column["dtype"] for column in columns.values()] == ["float"] * 7 + ["integer", "float"]
     cement = columns["Cement"]
     assert (cement["min"], cement["max"], cement["missing"]) == (102.0, 540.0, 0)
     assert cement["mean"] == pytest.approx(281.167864, abs=1e-6)
@@ -111,7 +120,9 @@ def test_create_npz_records_shapes_statistics_and_labels(session: Session) -> No
     assert columns["x_train"]["std"] == pytest.approx(x_train.std(ddof=1))
     assert columns["y_train"]["distinct"] == 10
     labels = dict(columns["y_train"]["values"])
-    assert labels == {int(k): int(v) for k, v in zip(*np.unique(y_train, return_counts=True), strict=True)}
+    assert labels == {
+        int(k): int(v) for k, v in zip(*np.unique(y_train, return_counts=True), strict=True)
+    }
     assert "values" not in columns["x_train"]
     DatasetRead.model_validate(dataset)
 
@@ -128,6 +139,44 @@ def test_create_parquet_matches_csv_schema(session: Session, tmp_path: Path) -> 
     pd.testing.assert_frame_equal(
         datasets.load_frame(from_parquet), datasets.load_frame(from_csv), check_dtype=True
     )
+
+
+def test_create_parquet_converts_categories_and_nullable_types(
+    session: Session, tmp_path: Path
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "color": pd.Categorical(["red", None, "blue"]),
+            "count": pd.array([1, None, 3], dtype="Int64"),
+            "ok": pd.array([True, None, False], dtype="boolean"),
+        },
+        index=pd.Index([7, 8, 9], name="id"),
+    )
+    frame.to_parquet(tmp_path / "t.parquet")
+
+    dataset = upload(session, (tmp_path / "t.parquet").read_bytes(), "t.pq")
+
+    assert {c["name"]: (c["dtype"], c["missing"]) for c in dataset.columns} == {
+        "id": ("integer", 0),
+        "color": ("string", 1),
+        "count": ("float", 1),
+        "ok": ("boolean", 1),
+    }
+    assert datasets.preview(dataset, limit=2) == [
+        {"id": 7, "color": "red", "count": 1.0, "ok": True},
+        {"id": 8, "color": None, "count": None, "ok": None},
+    ]
+
+
+def test_create_rejects_parquet_datetime_column(session: Session, tmp_path: Path) -> None:
+    pd.DataFrame({"when": pd.date_range("2024-01-01", periods=3)}).to_parquet(
+        tmp_path / "t.parquet"
+    )
+
+    error = reject(session, (tmp_path / "t.parquet").read_bytes(), "t.parquet")
+
+    assert (error.status_code, error.field) == (422, "when")
+    assert "'when'" in error.detail
 
 
 def test_create_strips_whitespace_and_bom(session: Session) -> None:
@@ -151,7 +200,11 @@ def test_create_reads_true_false_as_boolean(session: Session) -> None:
 def test_create_reads_nan_literal_as_missing(session: Session) -> None:
     columns = columns_by_name(upload(session, b"x,y\n1.5,1\nNaN,2\n2.5,3\n"))
 
-    assert (columns["x"]["dtype"], columns["x"]["missing"], columns["x"]["mean"]) == ("float", 1, 2.0)
+    assert (columns["x"]["dtype"], columns["x"]["missing"], columns["x"]["mean"]) == (
+        "float",
+        1,
+        2.0,
+    )
 
 
 def test_create_defaults_name_to_dataset_without_file_name(session: Session) -> None:
@@ -358,7 +411,9 @@ def test_delete_rejects_dataset_with_active_job(session: Session) -> None:
 
 def test_delete_removes_row_file_and_finished_jobs(session: Session) -> None:
     dataset = upload(session, CONCRETE)
-    session.add(orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=5, status="failed"))
+    session.add(
+        orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=5, status="failed")
+    )
     session.flush()
 
     datasets.delete(session, dataset.id)
@@ -406,7 +461,10 @@ def test_preview_npz_returns_index_x_and_y(session: Session) -> None:
 
     rows = datasets.preview(dataset, limit=2)
 
-    assert rows == [{"index": 0, "x": [0.0, 1.0, 2.0], "y": 0}, {"index": 1, "x": [3.0, 4.0, 5.0], "y": 1}]
+    assert rows == [
+        {"index": 0, "x": [0.0, 1.0, 2.0], "y": 0},
+        {"index": 1, "x": [3.0, 4.0, 5.0], "y": 1},
+    ]
     json.dumps(rows, allow_nan=False)
 
 

@@ -46,4 +46,4 @@ def _warm_child(**_: Any) -> None:
     from service.db import get_engine
 
     get_engine().dispose(close=False)
-    import tensorflow  # noqa: F401 - warm import so the job does not pay for it
+    import workers.training  # noqa: F401 - warm TensorFlow and Keras before the job arrives

@@ -124,9 +124,11 @@ def _train(job_id: str, request: JobCreate, dataset: Dataset, cancel: threading.
         )
     validation = prepared.validation
     model.fit(
-        prepared.train.x,
+        builder.model_inputs(prepared.train.x),
         _targets(plan, prepared.train),
-        validation_data=(validation.x, _targets(plan, validation)) if validation else None,
+        validation_data=(builder.model_inputs(validation.x), _targets(plan, validation))
+        if validation
+        else None,
         epochs=plan.epochs,
         batch_size=training.batch_size,
         shuffle=True,
@@ -138,7 +140,10 @@ def _train(job_id: str, request: JobCreate, dataset: Dataset, cancel: threading.
     test_metrics = None
     if prepared.test is not None:
         evaluated = model.evaluate(
-            prepared.test.x, _targets(plan, prepared.test), verbose=0, return_dict=True
+            builder.model_inputs(prepared.test.x),
+            _targets(plan, prepared.test),
+            verbose=0,
+            return_dict=True,
         )
         test_metrics = {name: float(value) for name, value in evaluated.items()}
     _save(job_id, model, plan, prepared, test_metrics)

@@ -1,1 +1,4 @@
-"""The HTTP layer: routers, dependencies and error handlers. Thin: parse, call a use case, return."""
+"""The HTTP layer: routers, dependencies and error handlers.
+
+Thin: parse, call a use case, return.
+"""

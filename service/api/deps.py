@@ -20,6 +20,8 @@ def get_session() -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that reads right after a 2xx
+# finds what it created, and a failed commit is the error response rather than a silent loss.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, description="Items to skip.")]

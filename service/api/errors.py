@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from service.errors import DendriteError
@@ -22,15 +23,29 @@ def envelope(status: int, kind: str, detail: str, field: str | None = None) -> J
     return JSONResponse(body, status_code=status)
 
 
-def _pointer(location: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in location]
+def _pointer(location: tuple[Any, ...] | list[Any], body: Any = None) -> str:
+    parts = list(location)
     if parts and parts[0] in ("body", "query", "path", "header"):
         source, parts = parts[0], parts[1:]
-        if source != "body":
-            return ".".join(parts)
-    # Pydantic adds the discriminator's tag to the path of a union member: drop it.
-    parts = [p for p in parts if not p.startswith(("function-after", "tagged-union"))]
-    return "/" + "/".join(parts)
+        if source != "body" or isinstance(body, FormData):  # a parameter or form field: its name
+            return ".".join(str(p) for p in parts)
+    # Pydantic puts a union member's tag in the path (a layer's "dense", or a "function-after[...]"
+    # label): walk the body alongside and drop what is not a key or index there.
+    pointer: list[str] = []
+    node = body
+    for part in parts:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        if isinstance(part, str) and part.startswith(("function-after", "tagged-union")):
+            continue
+        pointer.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return "/" + "/".join(pointer)
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -46,12 +61,29 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
         errors = list(error.errors())
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        field = _pointer(first.get("loc", ()))
-        detail = f"{field}: {_message(first)}" if field not in ("", "/") else _message(first)
+        first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid request"}
+        context: dict[str, Any] = first.get("ctx") or {}
+        location = list(first.get("loc", ()))
+        if first.get("type") == "json_invalid":
+            # Its location is a character offset into the body, not a field.
+            offset = location[-1] if location else None
+            at = f" at character {offset}" if isinstance(offset, int) else ""
+            detail = f"the request body is not valid JSON: {context.get('error', 'unreadable')}{at}"
+            return envelope(422, "invalid_input", detail)
+        field = _pointer(location, error.body)
+        if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            # The fault is the tag itself (e.g. a layer's "type"), not the whole member.
+            field += "/" + str(context.get("discriminator", "type")).strip("'")
+        has_field = field not in ("", "/")
+        if has_field:
+            detail = f"{field}: {_message(first)}"
+        elif first.get("type") == "missing":
+            detail = "the request body is missing; send a JSON object (see /docs for examples)"
+        else:
+            detail = f"the request body: {_message(first)}"
         if len(errors) > 1:
             detail += f" (and {len(errors) - 1} more problem(s))"
-        return envelope(422, "invalid_input", detail, field if field not in ("", "/") else None)
+        return envelope(422, "invalid_input", detail, field if has_field else None)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:

@@ -135,3 +135,15 @@ def summarize(model: keras.Model) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def model_inputs(x: Any) -> Any:
+    """Numpy arrays as the model takes them: text columns become tf.string tensors."""
+    import tensorflow as tf
+
+    if isinstance(x, dict):
+        return {
+            name: tf.constant(values.astype(str)) if values.dtype == object else values
+            for name, values in x.items()
+        }
+    return x

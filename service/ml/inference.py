@@ -14,10 +14,11 @@ from cachetools import LRUCache
 from service import storage
 from service.config import get_settings
 from service.errors import InvalidInput
-from service.ml import artifacts
+from service.ml import artifacts, builder
 
 _lock = threading.Lock()
 _cache: LRUCache[str, keras.Model] | None = None
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _model(storage_key: str) -> keras.Model:
@@ -40,7 +41,7 @@ def predict(
         inputs: Any = _array_inputs(input_schema, instances)
     else:
         inputs = _tabular_inputs(input_schema, instances)
-    raw = np.asarray(_model(storage_key).predict_on_batch(inputs))
+    raw = np.asarray(_model(storage_key).predict_on_batch(builder.model_inputs(inputs)))
     labels = outputs.get("labels")
     if labels is not None:
         return [
@@ -80,6 +81,13 @@ def _tabular_inputs(schema: dict[str, Any], instances: list[Any]) -> dict[str, n
                     raise InvalidInput(
                         f"feature '{name}' of instance {row_index} must be a number, not "
                         f"{type(value).__name__} {value!r}",
+                        pointer,
+                    )
+                # JSON parsers accept NaN and Infinity; the model computes in float32.
+                if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+                    raise InvalidInput(
+                        f"feature '{name}' of instance {row_index} must be a finite number "
+                        "between -3.4e38 and 3.4e38",
                         pointer,
                     )
             elif not isinstance(value, str | int | float) or isinstance(value, bool):

@@ -112,6 +112,12 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
     else:
         _resolve_tabular(request, plan, columns)
     _check_layers_fit(request, plan)
+    if plan.output_units == 1 and plan.output_activation in ("softmax", "log_softmax", "sparsemax"):
+        raise InvalidInput(
+            f"output_activation '{plan.output_activation}' over the single output unit gives the "
+            "same value for every row; use 'linear' (the default) for regression",
+            field="/network/output_activation",
+        )
     return plan
 
 
@@ -202,7 +208,8 @@ def _resolve_classes(plan: Plan, column: dict[str, Any]) -> None:
             field="/task",
         )
     values = column.get("values")
-    if values:
+    # The upload lists the most frequent values only; a partial list is no list of labels.
+    if values and (distinct is None or len(values) == distinct):
         plan.labels = sorted(value for value, _count in values)
     plan.output_units = distinct or len(plan.labels or [])
 

@@ -42,6 +42,12 @@ def python_value(value: Any) -> Any:
 def _split_sizes(n: int, validation_split: float, test_split: float) -> tuple[int, int]:
     n_test = int(round(n * test_split))
     n_validation = int(round((n - n_test) * validation_split))
+    if n_test + n_validation >= n:
+        raise InvalidInput(
+            f"with {n} rows, validation_split {validation_split} and test_split {test_split} "
+            "leave no rows to train on; lower them or upload more rows",
+            field="/training/validation_split",
+        )
     return n_validation, n_test
 
 
@@ -51,6 +57,9 @@ def prepare_frame(
 ) -> Prepared:  # fmt: skip
     columns = [feature.name for feature in plan.features] + plan.targets
     frame = frame[columns]
+    # As floats, so a boolean column with gaps can take its mean (pandas' "boolean" refuses 0.6).
+    numeric = [f.name for f in plan.features if f.kind == "numeric"]
+    frame = frame.astype(dict.fromkeys(numeric, "float64"))
     if missing == "drop":
         frame = frame.dropna()
     else:  # "mean" fills features; a row without a target cannot be learned from
@@ -81,7 +90,6 @@ def prepare_frame(
         plan.output_units = len(plan.labels)
 
     normalization = None
-    numeric = [f.name for f in plan.features if f.kind == "numeric"]
     if normalize and numeric:
         values = train_rows[numeric].astype("float64").fillna(pd.Series(fills))
         normalization = Normalization(

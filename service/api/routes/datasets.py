@@ -29,7 +29,10 @@ def list_datasets(session: SessionDep, limit: Limit = 50, offset: Offset = 0) ->
     """List datasets, newest first."""
     items, total = datasets.page(session, limit, offset)
     return Page(
-        items=[DatasetRead.model_validate(d) for d in items], total=total, limit=limit, offset=offset
+        items=[DatasetRead.model_validate(d) for d in items],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 

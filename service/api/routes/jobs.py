@@ -12,9 +12,15 @@ from service.schemas import HistoryRead, JobCreate, JobRead, Page
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JOB_EXAMPLES = {
-    "concrete": {"summary": "Concrete strength regression (course)", "value": examples.CONCRETE_REGRESSION},
+    "concrete": {
+        "summary": "Concrete strength regression (course)",
+        "value": examples.CONCRETE_REGRESSION,
+    },
     "mnist": {"summary": "MNIST classifier (course)", "value": examples.MNIST_CLASSIFIER},
-    "penguins": {"summary": "Penguin species, missing rows dropped", "value": examples.PENGUINS_CLASSIFIER},
+    "penguins": {
+        "summary": "Penguin species, missing rows dropped",
+        "value": examples.PENGUINS_CLASSIFIER,
+    },
 }
 
 

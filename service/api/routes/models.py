@@ -56,7 +56,9 @@ def _parse_csv(body: bytes) -> list[dict[str, Any]]:
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise InvalidInput(f"the CSV body cannot be read: {error}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    records: list[dict[str, Any]] = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    records: list[dict[str, Any]] = (
+        frame.astype(object).where(frame.notna(), None).to_dict("records")
+    )
     return records
 
 

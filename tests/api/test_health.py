@@ -1,0 +1,86 @@
+"""Liveness, readiness and the OpenAPI docs."""
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import examples, queue
+from service.config import get_settings
+from tests.api.conftest import upload_file
+
+
+def test_healthz_returns_ok(client: TestClient) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_with_database_and_broker_returns_ready(client: TestClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "checks": {"database": True, "broker": True}}
+
+
+def test_readyz_with_unreachable_broker_returns_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Port 1 on localhost refuses connections at once.
+    monkeypatch.setenv("DENDRITE_BROKER_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    queue.celery.cache_clear()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": True, "broker": False},
+    }
+
+
+def job_body_examples(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    return dict(body["examples"])
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/specs/validate"])
+def test_openapi_shows_course_examples_for_the_job_body(client: TestClient, path: str) -> None:
+    response = client.get("/openapi.json")
+
+    assert response.status_code == 200
+    shown = job_body_examples(response.json(), path)
+    assert shown["concrete"]["value"] == examples.CONCRETE_REGRESSION
+    assert shown["mnist"]["value"] == examples.MNIST_CLASSIFIER
+    assert all(example["summary"] for example in shown.values())
+
+
+def test_openapi_job_examples_are_valid_requests(client: TestClient) -> None:
+    """Each example, as /docs shows it, is accepted once its dataset is uploaded by name."""
+    for filename, name in [("concrete_data.csv", "concrete"), ("mnist_small.npz", "mnist"),
+                           ("penguins.csv", "penguins")]:  # fmt: skip
+        assert upload_file(client, filename, name=name).status_code == 201
+    shown = job_body_examples(client.get("/openapi.json").json(), "/v1/jobs")
+
+    for name, example in shown.items():
+        response = client.post("/v1/jobs", json=example["value"])
+        assert response.status_code == 202, f"{name}: {response.text}"
+
+
+def test_openapi_documents_the_predict_bodies(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+
+    content = schema["paths"]["/v1/models/{model_id}/predict"]["post"]["requestBody"]["content"]
+
+    assert content["application/json"]["example"] == examples.CONCRETE_PREDICT
+    assert content["text/csv"]["example"].startswith("Cement,")
+
+
+def test_docs_returns_swagger_html(client: TestClient) -> None:
+    response = client.get("/docs")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "swagger-ui" in response.text and "/openapi.json" in response.text
