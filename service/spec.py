@@ -65,7 +65,18 @@ CLASSIFICATION_METRICS = (
     "accuracy", "categorical_accuracy", "top_k_categorical_accuracy", "auc", "precision", "recall",
     "categorical_crossentropy", "mse", "mae",
 )  # fmt: skip
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion")
+OPTIMIZERS = (
+    "adam",
+    "adamw",
+    "sgd",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "ftrl",
+    "lion",
+)
 
 Padding = Literal["valid", "same"]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -131,8 +142,15 @@ class GlobalAveragePooling2D(_Layer):
 
 
 Layer = Annotated[
-    Dense | Dropout | BatchNormalization | Flatten | ActivationLayer | Conv2D | MaxPooling2D
-    | AveragePooling2D | GlobalAveragePooling2D,
+    Dense
+    | Dropout
+    | BatchNormalization
+    | Flatten
+    | ActivationLayer
+    | Conv2D
+    | MaxPooling2D
+    | AveragePooling2D
+    | GlobalAveragePooling2D,
     Field(discriminator="type"),
 ]
 LAYER_TYPES = (
@@ -158,7 +176,9 @@ class Optimizer(BaseModel):
 
     name: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(default=0.001, gt=0.0, le=10.0)
-    momentum: float | None = Field(default=None, ge=0.0, lt=1.0, description="sgd and rmsprop only.")
+    momentum: float | None = Field(
+        default=None, ge=0.0, lt=1.0, description="sgd and rmsprop only."
+    )
 
     @model_validator(mode="after")
     def _momentum_applies(self) -> "Optimizer":

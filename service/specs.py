@@ -22,9 +22,7 @@ def validate(session: Session, request: JobCreate) -> SpecSummary:
     try:
         model = builder.build(request.network, plan, normalization=None)
     except ValueError as error:
-        raise InvalidInput(
-            f"the network cannot be built: {error}", field="/network"
-        ) from None
+        raise InvalidInput(f"the network cannot be built: {error}", field="/network") from None
     layers = [LayerSummary(**row) for row in builder.summarize(model)]
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     return SpecSummary(

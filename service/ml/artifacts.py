@@ -1,4 +1,7 @@
-"""Saving and loading `.keras` files. Loading always uses Keras' `safe_mode`: no code from a file."""
+"""Saving and loading `.keras` files.
+
+Loading always uses Keras' `safe_mode`: no code runs from a file.
+"""
 
 from pathlib import Path
 

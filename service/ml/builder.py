@@ -30,9 +30,7 @@ def build(network: spec.Network, plan: Plan, normalization: Normalization | None
     return keras.Model(inputs=model_inputs, outputs=outputs, name="dendrite")
 
 
-def _tabular_inputs(
-    plan: Plan, normalization: Normalization | None
-) -> tuple[dict[str, Any], Any]:
+def _tabular_inputs(plan: Plan, normalization: Normalization | None) -> tuple[dict[str, Any], Any]:
     named: dict[str, Any] = {}
     numeric: list[Any] = []
     encoded: list[Any] = []
@@ -68,7 +66,9 @@ def _array_inputs(plan: Plan, normalization: Normalization | None) -> tuple[Any,
         hidden = layers.Rescaling(1.0 / 255.0, name="scale_pixels")(hidden)
     elif normalization is not None:
         hidden = layers.Normalization(
-            mean=float(normalization.mean), variance=float(normalization.variance), axis=None,
+            mean=float(normalization.mean),
+            variance=float(normalization.variance),
+            axis=None,
             name="normalize",
         )(hidden)
     return inputs, hidden

@@ -47,7 +47,9 @@ def predict(
         return [
             {
                 "label": labels[int(np.argmax(row))],
-                "probabilities": {str(label): float(p) for label, p in zip(labels, row, strict=True)},
+                "probabilities": {
+                    str(label): float(p) for label, p in zip(labels, row, strict=True)
+                },
             }
             for row in raw
         ]
@@ -60,7 +62,8 @@ def _tabular_inputs(schema: dict[str, Any], instances: list[Any]) -> dict[str, n
     for row_index, row in enumerate(instances):
         if not isinstance(row, dict):
             raise InvalidInput(
-                f"instance {row_index} must be an object of feature values", f"/instances/{row_index}"
+                f"instance {row_index} must be an object of feature values",
+                f"/instances/{row_index}",
             )
         for feature in schema["features"]:
             name = feature["name"]

@@ -74,8 +74,10 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
             f"loss '{loss}' does not fit a {task} task; choose one of: {', '.join(allowed_losses)}",
             field="/training/loss",
         )
-    metrics = training.metrics if training.metrics is not None else (
-        ["mae"] if task == "regression" else ["accuracy"]
+    metrics = (
+        training.metrics
+        if training.metrics is not None
+        else (["mae"] if task == "regression" else ["accuracy"])
     )
     allowed_metrics = (
         spec.REGRESSION_METRICS if task == "regression" else spec.CLASSIFICATION_METRICS

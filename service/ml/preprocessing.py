@@ -40,8 +40,8 @@ def python_value(value: Any) -> Any:
 
 
 def _split_sizes(n: int, validation_split: float, test_split: float) -> tuple[int, int]:
-    n_test = int(round(n * test_split))
-    n_validation = int(round((n - n_test) * validation_split))
+    n_test = round(n * test_split)
+    n_validation = round((n - n_test) * validation_split)
     if n_test + n_validation >= n:
         raise InvalidInput(
             f"with {n} rows, validation_split {validation_split} and test_split {test_split} "
@@ -60,10 +60,8 @@ def prepare_frame(
     # As floats, so a boolean column with gaps can take its mean (pandas' "boolean" refuses 0.6).
     numeric = [f.name for f in plan.features if f.kind == "numeric"]
     frame = frame.astype(dict.fromkeys(numeric, "float64"))
-    if missing == "drop":
-        frame = frame.dropna()
-    else:  # "mean" fills features; a row without a target cannot be learned from
-        frame = frame.dropna(subset=plan.targets)
+    # "mean" fills features later; a row without a target cannot be learned from either way.
+    frame = frame.dropna() if missing == "drop" else frame.dropna(subset=plan.targets)
     if len(frame) < 2:
         raise InvalidInput(
             f"only {len(frame)} rows are left after handling missing values; at least 2 are needed",
@@ -147,9 +145,7 @@ def prepare_arrays(
     def split(xs: np.ndarray, ys: np.ndarray) -> Split | None:
         return Split(x=xs.astype("float32"), y=targets(ys)) if len(xs) else None
 
-    test = (
-        split(arrays["x_test"], arrays["y_test"]) if has_test else split(x[:n_test], y[:n_test])
-    )
+    test = split(arrays["x_test"], arrays["y_test"]) if has_test else split(x[:n_test], y[:n_test])
     validation = split(x[n_test : n_test + n_validation], y[n_test : n_test + n_validation])
     train = split(x[n_test + n_validation :], y[n_test + n_validation :])
     assert train is not None
