@@ -12,7 +12,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import errors, orm, storage, tabular
+from service import errors, npz, orm, storage, tabular
 from service.config import get_settings
 
 CHUNK_BYTES = 1 << 20
@@ -21,7 +21,7 @@ EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "n
 TEXT_EXTENSIONS = ("", ".csv", ".txt")
 ACCEPTED = (
     "dendrite accepts CSV (.csv: UTF-8 text with a header row), Parquet (.parquet, .pq) and NPZ "
-    f"(.npz: numpy.savez arrays {tabular.NPZ_KEYS})"
+    f"(.npz: numpy.savez arrays {npz.NPZ_KEYS})"
 )
 MAX_NAME_LENGTH = 255
 
@@ -51,8 +51,8 @@ def create(
     try:
         path = storage.path(key)
         if file_format == "npz":
-            arrays = tabular.read_npz(path)
-            rows, columns = len(next(iter(arrays.values()))), tabular.describe_arrays(arrays)
+            arrays = npz.read_npz(path)
+            rows, columns = len(next(iter(arrays.values()))), npz.describe_arrays(arrays)
         else:
             frame = tabular.read_table(path, file_format)
             rows, columns = len(frame), tabular.describe(frame)
@@ -140,7 +140,7 @@ def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
     """The first `limit` rows as JSON-safe records; NPZ rows as {"index", "x", "y"}."""
     path = storage.path(dataset.storage_key)
     if dataset.format == "npz":
-        x, y = list(tabular.read_npz(path).values())[:2]
+        x, y = list(npz.read_npz(path).values())[:2]
         return [
             {"index": i, "x": x[i].tolist(), "y": y[i].tolist()} for i in range(min(limit, len(x)))
         ]
@@ -194,4 +194,4 @@ def load_arrays(dataset: orm.Dataset) -> dict[str, tabular.Array]:
             f"dataset '{dataset.id}' is a {FORMAT_LABELS[dataset.format]} table, not NPZ arrays"
         )
         raise errors.InvalidInput(detail, field="dataset_id")
-    return tabular.read_npz(storage.path(dataset.storage_key))
+    return npz.read_npz(storage.path(dataset.storage_key))

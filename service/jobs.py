@@ -174,7 +174,7 @@ def to_read(job: Job) -> JobRead:
         id=job.id,
         dataset_id=job.dataset_id,
         task=job.task,
-        status=JobStatus(job.status).value,  # type: ignore[arg-type]
+        status=JobStatus(job.status).value,
         progress=Progress(epoch=job.epoch, epochs=job.epochs),
         latest_metrics=metrics,
         error=job.error,

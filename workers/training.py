@@ -98,7 +98,7 @@ def _prepare(request: JobCreate, dataset: Dataset) -> tuple[plans.Plan, Prepared
 
 def _targets(plan: plans.Plan, split: Split) -> np.ndarray:
     if plan.task == "classification":
-        return keras.utils.to_categorical(split.y, num_classes=plan.output_units)
+        return np.asarray(keras.utils.to_categorical(split.y, num_classes=plan.output_units))
     return split.y
 
 

@@ -119,7 +119,7 @@ def _targets(plan: Plan, rows: pd.DataFrame) -> np.ndarray:
     if plan.task == "classification":
         index = {label: position for position, label in enumerate(plan.labels or [])}
         return np.array([index[python_value(v)] for v in rows[plan.targets[0]]], dtype="int64")
-    return rows[plan.targets].to_numpy("float32")
+    return np.asarray(rows[plan.targets].to_numpy("float32"))
 
 
 def prepare_arrays(

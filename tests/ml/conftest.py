@@ -13,6 +13,7 @@ from service import orm, tabular
 from service.ml import builder
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
+from service.npz import describe_arrays
 from service.schemas import JobCreate
 
 DATA = Path(__file__).parents[1] / "data"
@@ -118,7 +119,7 @@ def digits() -> Trained:
             },
         }
     )
-    plan = plans.resolve(request, _dataset(tabular.describe_arrays(arrays), "npz"))
+    plan = plans.resolve(request, _dataset(describe_arrays(arrays), "npz"))
     prepared = prepare_arrays(
         plan, arrays, normalize=True, seed=0, validation_split=0.0, test_split=0.1
     )

@@ -28,7 +28,7 @@ JOB_EXAMPLES = {
 def create_job(
     session: SessionDep,
     response: Response,
-    request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],  # type: ignore[arg-type]
+    request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobRead:
     """Submit a training job; it is queued for a worker. Poll `Location` for its status."""

@@ -71,7 +71,7 @@ def _to_csv(predictions: list[dict[str, Any]]) -> str:
             rows.append(row)
         else:
             rows.append(prediction)
-    return pd.DataFrame(rows).to_csv(index=False)
+    return str(pd.DataFrame(rows).to_csv(index=False))
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY)

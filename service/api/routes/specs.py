@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/specs", tags=["specs"])
 @router.post("/validate", response_model=SpecSummary)
 def validate_spec(
     session: SessionDep,
-    request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],  # type: ignore[arg-type]
+    request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],
 ) -> SpecSummary:
     """Check a job request and build its network without training: layers, shapes, parameters."""
     return specs.validate(session, request)
