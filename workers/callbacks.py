@@ -60,7 +60,3 @@ class EpochRecorder(keras.callbacks.Callback):
                 self.cancel.set()
         if self.cancel.is_set():
             self.model.stop_training = True
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.cancel.is_set():
-            self.model.stop_training = True

@@ -112,12 +112,19 @@ def _layer(layer: Any, name: str) -> layers.Layer:
     raise ValueError(f"unknown layer type {layer.type!r}")
 
 
-def compile_model(model: keras.Model, plan: Plan, optimizer: spec.Optimizer) -> None:
+def compile_model(
+    model: keras.Model, plan: Plan, optimizer: spec.Optimizer, steps_per_execution: int = 1
+) -> None:
     options: dict[str, Any] = {"learning_rate": optimizer.learning_rate}
     if optimizer.momentum is not None:
         options["momentum"] = optimizer.momentum
     keras_optimizer = keras.optimizers.get({"class_name": optimizer.name, "config": options})
-    model.compile(optimizer=keras_optimizer, loss=plan.loss, metrics=list(plan.metrics))
+    model.compile(
+        optimizer=keras_optimizer,
+        loss=plan.loss,
+        metrics=list(plan.metrics),
+        steps_per_execution=steps_per_execution,
+    )
 
 
 def summarize(model: keras.Model) -> list[dict[str, Any]]:

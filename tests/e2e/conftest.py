@@ -5,7 +5,6 @@ Stack tests skip on a laptop without PostgreSQL/Redis, but fail under CI=true.
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -78,6 +77,15 @@ class Service:
         self.processes.append(process)
         return process
 
+    def serve(self) -> Iterator["Service"]:
+        """Wait until ready, hand the service to the tests, then stop every process."""
+        try:
+            _wait_ready(self.base_url, self.processes, self.logs)
+            yield self
+        finally:
+            self.client.close()
+            _stop(self.processes)
+
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.logs.glob("*.log"))
 
@@ -88,12 +96,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
     service = Service(f"http://127.0.0.1:{port}", _env(DENDRITE_DATA_DIR=str(root / "data")), root)
     service.start("serve", "serve", "--port", str(port))
-    try:
-        _wait_ready(service.base_url, service.processes, root)
-        yield service
-    finally:
-        service.client.close()
-        _stop(service.processes)
+    yield from service.serve()
 
 
 def _stack_reachable() -> str | None:
@@ -131,10 +134,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     subprocess.run([*DENDRITE, "migrate"], env=env, check=True, capture_output=True)
     service.start("worker-1", "worker", "--name", "e2e-1@%h")
     service.start("api", "api", "--port", str(port))
-    try:
-        _wait_ready(service.base_url, service.processes, root)
-        yield service
-    finally:
-        service.client.close()
-        _stop(service.processes)
-        shutil.rmtree(root / "data", ignore_errors=True)
+    yield from service.serve()
