@@ -59,10 +59,29 @@ ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running)
 FINAL_STATUSES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
+LOCAL_OWNER = "local"  # owns everything while authentication is off
+
+
+class ApiKey(Base):
+    """An API key, stored as its SHA-256 (keys are random, so a fast hash is enough)."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown by `dendrite keys list`
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
 class Dataset(Base):
     __tablename__ = "dataset"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255), index=True, default=LOCAL_OWNER)
     name: Mapped[str] = mapped_column(String(255), index=True)
     format: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -80,6 +99,7 @@ class Job(Base):
     __tablename__ = "job"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255), index=True, default=LOCAL_OWNER)
     dataset_id: Mapped[str] = mapped_column(
         ForeignKey("dataset.id", ondelete="CASCADE"), index=True
     )
@@ -100,6 +120,9 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    # Delivery: how many times a worker started it, and when it was last sent to the broker.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    dispatched_at: Mapped[datetime | None]
 
     dataset: Mapped[Dataset] = relationship(back_populates="jobs")
     model: Mapped["Model | None"] = relationship(back_populates="job", passive_deletes=True)
@@ -124,6 +147,7 @@ class Model(Base):
     __tablename__ = "model"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255), index=True, default=LOCAL_OWNER)
     job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
     task: Mapped[str] = mapped_column(String(16))
     # {"kind": "tabular"|"array", "features": [{"name", "input", "dtype", "categories"?, "fill"?}],
