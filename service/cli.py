@@ -1,6 +1,9 @@
-"""The `dendrite` command: `serve` (embedded: API + one worker), `api`, `worker`, `migrate`."""
+"""The `dendrite` command: `serve` (embedded: API + one worker), `api`, `worker`, `migrate`, and
+`keys` to manage API keys."""
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from typing import Annotated
@@ -8,10 +11,21 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from service import keys
+from service.api.http import PROTOCOL
 from service.config import get_settings
-from service.db import upgrade_database
+from service.db import session_scope, upgrade_database
+from service.errors import DendriteError
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 app = typer.Typer(help="dendrite: train Keras networks over HTTP.", no_args_is_help=True)
+
+keys_app = typer.Typer(
+    help="Manage API keys: each belongs to an owner, who sees only their own things.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -38,7 +52,14 @@ def migrate() -> None:
 @app.command()
 def api(host: Host = "127.0.0.1", port: Port = 8000, workers: int = 1) -> None:
     """Run the HTTP API (stack mode: run `dendrite migrate` and workers beside it)."""
-    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=PROTOCOL,
+    )
 
 
 @app.command()
@@ -58,15 +79,93 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
-    child = subprocess.Popen(worker_command(1, "training,training-gpu", "embedded@%h"))
+    _print_auth_hint()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it reaches `finally`.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    child = subprocess.Popen(
+        worker_command(1, "training,training-gpu", "embedded@%h"),
+        preexec_fn=_die_with_parent,  # no threads exist yet, so preexec_fn is safe
+        start_new_session=True,
+    )
     try:
-        uvicorn.run("service.main:create_app", factory=True, host=host, port=port)
+        uvicorn.run("service.main:create_app", factory=True, host=host, port=port, http=PROTOCOL)
     finally:
-        child.terminate()
+        child.terminate()  # a running job checkpoints and is handed back at its epoch's end
         try:
-            child.wait(timeout=30)
+            child.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            child.kill()
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """On Linux the worker gets SIGTERM when `serve` dies, even by SIGKILL: no orphans."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _print_auth_hint() -> None:
+    if not get_settings().auth_enabled:
+        typer.echo("authentication is OFF: every request acts as the admin (see the log warning)")
+        return
+    with session_scope() as session:
+        _, count = keys.page(session, limit=0)
+    typer.echo(
+        f"requests need an API key (Authorization: Bearer <key>); {count} key(s) exist. "
+        "Create one with: dendrite keys create NAME  (same DENDRITE_* settings as this server)"
+    )
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Argument(help="The owner: whose datasets, jobs and models.")],
+    admin: Annotated[bool, typer.Option("--admin", help="May see every owner's things.")] = False,
+) -> None:
+    """Create a key for NAME and print it as the last line (it is shown once)."""
+    upgrade_database()
+    try:
+        with session_scope() as session:
+            key, token = keys.create(session, name, admin=admin)
+    except DendriteError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+    kind = "admin key" if admin else "key"
+    typer.echo(f"created {kind} {key.prefix}... (id {key.id}) for owner '{key.owner}'")
+    typer.echo("this is the only time the key is shown; send it as 'Authorization: Bearer <key>':")
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """List keys: id, owner, prefix, admin, created, revoked (never the keys themselves)."""
+    upgrade_database()
+    with session_scope() as session:
+        rows, _ = keys.page(session)
+    typer.echo(f"{'id':32}  {'owner':20}  {'prefix':11}  admin  {'created':19}  revoked")
+    for key in rows:
+        revoked = f"{key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "-"
+        typer.echo(
+            f"{key.id:32}  {key.owner:20}  {key.prefix:11}  {'yes' if key.is_admin else 'no':5}  "
+            f"{key.created_at:%Y-%m-%d %H:%M:%S}  {revoked}"
+        )
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    id_or_prefix: Annotated[str, typer.Argument(help="The key's id or prefix (or the key).")],
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    upgrade_database()
+    try:
+        with session_scope() as session:
+            key = keys.revoke(session, id_or_prefix)
+    except DendriteError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked key {key.prefix}... (id {key.id}) of owner '{key.owner}'")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,12 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# How long a job may overrun its time limit (finishing the epoch in progress) before Celery's
+# hard time limit kills its worker process.
+JOB_TIME_LIMIT_GRACE = 600
 
 
 class Settings(BaseSettings):
@@ -29,17 +33,86 @@ class Settings(BaseSettings):
         default=0.1, description="Seconds between polls of the on-disk broker (embedded mode)."
     )
     visibility_timeout: int = Field(
-        default=6 * 3600, description="Redis visibility timeout; above the longest allowed job."
+        default=7 * 3600,
+        description="Redis visibility timeout: above the job time limit plus its grace period.",
     )
     heartbeat_interval: float = Field(default=5.0, description="Seconds between job heartbeats.")
     stale_after: float = Field(
         default=120.0,
-        description="A running job whose heartbeat is older than this many seconds is failed.",
+        description="A running job whose heartbeat is older than this many seconds goes back to "
+        "the queue (or fails once it has used its attempts).",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Times a job may be started by a worker that then stops."
+    )
+    redispatch_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="A queued job that the broker lost is sent again once it has waited this many "
+        "seconds since it was last sent.",
+    )
+    job_time_limit: int = Field(
+        default=6 * 3600, ge=1, description="Seconds a job may run, from its first start."
+    )
+    checkpoint_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Least seconds between training checkpoints (written at epoch ends; 0: after "
+        "every epoch).",
     )
     prediction_cache_size: int = Field(
         default=16, description="Loaded models kept for predictions."
     )
     max_upload_bytes: int = Field(default=1 << 30, description="Largest accepted upload.")
+    auth_enabled: bool = Field(
+        default=True,
+        description="Require an API key (Authorization: Bearer). Off: anyone who can reach the "
+        "port acts as an admin; for local use only.",
+    )
+    max_active_jobs_per_owner: int = Field(
+        default=20, ge=1, description="Queued + running jobs one owner may have; more get a 429."
+    )
+    # Limits on what one request may ask for (see the README's settings table).
+    max_rows: int = Field(default=10_000_000, ge=1, description="Rows an uploaded table may have.")
+    max_columns: int = Field(
+        default=1_000,
+        ge=1,
+        description="Columns an uploaded table may have (each feature column is a model input).",
+    )
+    max_decompressed_bytes: int = Field(
+        default=2 << 30,
+        ge=1,
+        description="Largest size a Parquet or NPZ upload may declare once decompressed.",
+    )
+    max_epochs: int = Field(default=10_000, ge=1, description="Most epochs one job may train.")
+    max_layers: int = Field(default=100, ge=1, description="Most hidden layers in a network.")
+    max_parameters: int = Field(
+        default=50_000_000, ge=1, description="Most parameters (weights) a built network may have."
+    )
+    max_request_bytes: int = Field(
+        default=8 << 20,
+        ge=1,
+        description="Largest request body other than an upload (job specs, prediction batches).",
+    )
+    max_json_depth: int = Field(
+        default=32, ge=1, description="Deepest nesting of arrays and objects in a JSON body."
+    )
+    max_header_bytes: int = Field(
+        default=64 << 10,
+        ge=1024,
+        description="Largest request line plus headers `dendrite api` and `serve` accept.",
+    )
+
+    @model_validator(mode="after")
+    def _time_limit_below_visibility_timeout(self) -> "Settings":
+        # Redis hands an unacknowledged message to another worker after the visibility timeout;
+        # a job's delivery must end (limit + grace for its last epoch) before that.
+        if self.job_time_limit + JOB_TIME_LIMIT_GRACE >= self.visibility_timeout:
+            raise ValueError(
+                f"DENDRITE_JOB_TIME_LIMIT ({self.job_time_limit} s) plus {JOB_TIME_LIMIT_GRACE} s "
+                f"must stay below DENDRITE_VISIBILITY_TIMEOUT ({self.visibility_timeout} s)"
+            )
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

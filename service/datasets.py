@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from service import errors, npz, orm, storage, tabular
 from service.config import get_settings
+from service.keys import Principal
 
 CHUNK_BYTES = 1 << 20
 FORMAT_LABELS = {"csv": "CSV", "parquet": "Parquet", "npz": "NPZ"}
@@ -28,6 +29,7 @@ MAX_NAME_LENGTH = 255
 
 def create(
     session: Session,
+    principal: Principal,
     stream: BinaryIO,
     filename: str | None,
     content_type: str | None,
@@ -37,8 +39,9 @@ def create(
 
     The content decides the format and a known extension must agree with it. `content_type` only
     appears in messages: browsers label CSV files inconsistently (e.g. application/vnd.ms-excel).
+    The file name only names the dataset: the stored file is named by the dataset's id.
     """
-    display_name = PurePosixPath((filename or "").replace("\\", "/")).name
+    display_name = PurePosixPath((filename or "").replace("\\", "/").replace("\x00", "")).name
     dataset_name = _dataset_name(name, display_name)
     chunks = iter(lambda: stream.read(CHUNK_BYTES), b"")
     head = next(chunks, b"")
@@ -47,17 +50,24 @@ def create(
     file_format = _detect_format(head, display_name, content_type)
     dataset_id = orm.new_id()
     key = f"datasets/{dataset_id}.{file_format}"
-    size, sha256 = storage.write_stream(key, chain([head], chunks), get_settings().max_upload_bytes)
+    settings = get_settings()
+    size, sha256 = storage.write_stream(key, chain([head], chunks), settings.max_upload_bytes)
+    limits = tabular.Limits(
+        rows=settings.max_rows,
+        columns=settings.max_columns,
+        decompressed_bytes=settings.max_decompressed_bytes,
+    )
     try:
         path = storage.path(key)
         if file_format == "npz":
-            arrays = npz.read_npz(path)
+            arrays = npz.read_npz(path, limits)
             rows, columns = len(next(iter(arrays.values()))), npz.describe_arrays(arrays)
         else:
-            frame = tabular.read_table(path, file_format)
+            frame = tabular.read_table(path, file_format, limits=limits)
             rows, columns = len(frame), tabular.describe(frame)
         dataset = orm.Dataset(
             id=dataset_id,
+            owner=principal.owner,
             name=dataset_name,
             format=file_format,
             size_bytes=size,
@@ -76,6 +86,8 @@ def create(
 
 def _dataset_name(name: str | None, display_name: str) -> str:
     chosen = (name or "").strip()
+    if "\x00" in chosen:  # PostgreSQL cannot store it, and no one types it
+        raise errors.InvalidInput("the name holds a NUL character (\\x00)", field="name")
     if len(chosen) > MAX_NAME_LENGTH:
         detail = f"the name is {len(chosen)} characters long; the limit is {MAX_NAME_LENGTH}"
         raise errors.InvalidInput(detail, field="name")
@@ -113,13 +125,16 @@ def _detect_format(head: bytes, display_name: str, content_type: str | None) -> 
     return detected
 
 
-def get(session: Session, id_or_name: str) -> orm.Dataset:
-    """A dataset by id, else the newest dataset with that name."""
+def get(session: Session, principal: Principal, id_or_name: str) -> orm.Dataset:
+    """A dataset by id, else the principal's own newest dataset with that name.
+
+    Another owner's dataset answers exactly as a missing one does.
+    """
     dataset = (
-        session.get(orm.Dataset, id_or_name)
+        _by_id(session, principal, id_or_name)
         or session.scalars(
             select(orm.Dataset)
-            .where(orm.Dataset.name == id_or_name)
+            .where(orm.Dataset.owner == principal.owner, orm.Dataset.name == id_or_name)
             .order_by(orm.Dataset.created_at.desc())
             .limit(1)
         ).first()
@@ -129,10 +144,20 @@ def get(session: Session, id_or_name: str) -> orm.Dataset:
     return dataset
 
 
-def page(session: Session, limit: int, offset: int) -> tuple[list[orm.Dataset], int]:
-    """One page of datasets, newest first, and the total count."""
-    total = session.scalar(select(func.count()).select_from(orm.Dataset)) or 0
-    query = select(orm.Dataset).order_by(orm.Dataset.created_at.desc(), orm.Dataset.id)
+def _by_id(session: Session, principal: Principal, dataset_id: str) -> orm.Dataset | None:
+    dataset = session.get(orm.Dataset, dataset_id)
+    return dataset if dataset is not None and principal.can_see(dataset.owner) else None
+
+
+def page(
+    session: Session, principal: Principal, limit: int, offset: int
+) -> tuple[list[orm.Dataset], int]:
+    """One page of the datasets the principal may see, newest first, and their count."""
+    visible = principal.visible(orm.Dataset.owner)
+    total = session.scalar(select(func.count()).select_from(orm.Dataset).where(visible)) or 0
+    query = (
+        select(orm.Dataset).where(visible).order_by(orm.Dataset.created_at.desc(), orm.Dataset.id)
+    )
     return list(session.scalars(query.limit(limit).offset(offset))), total
 
 
@@ -153,9 +178,9 @@ def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
     ]
 
 
-def delete(session: Session, dataset_id: str) -> None:
+def delete(session: Session, principal: Principal, dataset_id: str) -> None:
     """Delete a dataset (by id only), its jobs and models with it; 409 while a job uses it."""
-    dataset = session.get(orm.Dataset, dataset_id)
+    dataset = _by_id(session, principal, dataset_id)
     if dataset is None:
         raise errors.NotFound(f"dataset '{dataset_id}' does not exist", field="dataset_id")
     active = session.scalars(

@@ -1,17 +1,19 @@
-"""Job use cases: submit, read, history, cancel, and failing jobs whose worker went silent."""
+"""Job use cases: submit, read, history, cancel. (Recovery from failures: `service.attempts`.)"""
 
 import hashlib
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import datasets, queue
-from service.errors import Conflict, NotFound
+from service import datasets, queue, storage
+from service.config import get_settings
+from service.errors import Conflict, NotFound, TooManyRequests
+from service.keys import Principal
 from service.ml import plan as plans
 from service.orm import ACTIVE_STATUSES, EpochMetric, Job, JobStatus, utcnow
 from service.schemas import EpochRead, HistoryRead, JobCreate, JobRead, Progress
@@ -22,14 +24,24 @@ def _fingerprint(request: JobCreate) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def submit(session: Session, request: JobCreate, idempotency_key: str | None = None) -> Job:
+RETRY_AFTER_SECONDS = 30  # when an owner has too many active jobs
+
+
+def submit(
+    session: Session,
+    principal: Principal,
+    request: JobCreate,
+    idempotency_key: str | None = None,
+) -> Job:
     """Check the request against its dataset, record the job, and queue it after the commit."""
     fingerprint = _fingerprint(request)
-    if idempotency_key is not None:
-        existing = _replay(session, idempotency_key, fingerprint)
+    scoped_key = _scoped(principal.owner, idempotency_key)
+    if scoped_key is not None:
+        existing = _replay(session, scoped_key, fingerprint)
         if existing is not None:
             return existing
-    dataset = datasets.get(session, request.dataset_id)
+    _check_active_limit(session, principal.owner)
+    dataset = datasets.get(session, principal, request.dataset_id)
     plan = plans.resolve(request, dataset)
     resolved = request.model_copy(deep=True)
     resolved.dataset_id = dataset.id
@@ -40,24 +52,55 @@ def submit(session: Session, request: JobCreate, idempotency_key: str | None = N
         resolved.training.seed = random.randrange(2**31)
     resolved.network.output_activation = plan.output_activation
     job = Job(
+        owner=principal.owner,
         dataset_id=dataset.id,
         task=request.task,
         request=resolved.model_dump(mode="json"),
         device=request.device,
         epochs=plan.epochs,
-        idempotency_key=idempotency_key,
+        idempotency_key=scoped_key,
         request_sha256=fingerprint,
     )
     try:
         with session.begin_nested():  # a concurrent request may take the same key first
             session.add(job)
     except IntegrityError:
-        existing = _replay(session, idempotency_key or "", fingerprint)
+        existing = _replay(session, scoped_key or "", fingerprint)
         if existing is None:
             raise
         return existing
     queue.enqueue_training(session, job.id, job.device)
     return job
+
+
+def _scoped(owner: str, idempotency_key: str | None) -> str | None:
+    """Idempotency keys are per owner; the column is globally unique, so it holds "owner:key"
+    (a key too long to fit is replaced by its SHA-256)."""
+    if idempotency_key is None:
+        return None
+    scoped = f"{owner}:{idempotency_key}"
+    if len(scoped) > 255:
+        scoped = f"{owner}:sha256:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+    return scoped
+
+
+def _check_active_limit(session: Session, owner: str) -> None:
+    limit = get_settings().max_active_jobs_per_owner
+    active = (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES))
+        )
+        or 0
+    )
+    if active >= limit:
+        raise TooManyRequests(
+            f"you have {active} queued or running jobs, the most one owner may have "
+            f"(limit {limit}); wait until some end, or cancel some (POST /v1/jobs/{{id}}/cancel), "
+            f"then submit again",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
 
 
 def _replay(session: Session, idempotency_key: str, fingerprint: str) -> Job | None:
@@ -72,17 +115,18 @@ def _replay(session: Session, idempotency_key: str, fingerprint: str) -> Job | N
     return existing
 
 
-def get(session: Session, job_id: str) -> Job:
+def get(session: Session, principal: Principal, job_id: str) -> Job:
+    """A job by id; another owner's job answers exactly as a missing one does."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not principal.can_see(job.owner):
         raise NotFound(f"job '{job_id}' does not exist", field="job_id")
     return job
 
 
 def page(
-    session: Session, status: JobStatus | None, limit: int, offset: int
+    session: Session, principal: Principal, status: JobStatus | None, limit: int, offset: int
 ) -> tuple[list[Job], int]:
-    query = select(Job)
+    query = select(Job).where(principal.visible(Job.owner))
     if status is not None:
         query = query.where(Job.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -92,8 +136,10 @@ def page(
     return list(items), total
 
 
-def history(session: Session, job_id: str, limit: int | None, offset: int) -> HistoryRead:
-    get(session, job_id)
+def history(
+    session: Session, principal: Principal, job_id: str, limit: int | None, offset: int
+) -> HistoryRead:
+    get(session, principal, job_id)
     query = select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
     total = session.scalar(
         select(func.count()).select_from(EpochMetric).where(EpochMetric.job_id == job_id)
@@ -106,51 +152,20 @@ def history(session: Session, job_id: str, limit: int | None, offset: int) -> Hi
     )
 
 
-def cancel(session: Session, job_id: str) -> Job:
+def cancel(session: Session, principal: Principal, job_id: str) -> Job:
     """A queued job is cancelled now; a running one stops at its next batch boundary."""
-    job = get(session, job_id)
+    job = get(session, principal, job_id)
     if job.status == JobStatus.queued:
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
         job.error = "cancelled before it started"
+        storage.delete_checkpoint(job.id)  # one it handed back or lost its worker with
     elif job.status == JobStatus.running:
         job.cancel_requested = True
     else:
         raise Conflict(f"job '{job_id}' already ended ({job.status}); there is nothing to cancel")
     session.flush()
     return job
-
-
-def fail_stale(session: Session, stale_after: float, now: datetime | None = None) -> int:
-    """Fail running jobs whose worker stopped sending heartbeats; returns how many."""
-    cutoff = (now or utcnow()) - timedelta(seconds=stale_after)
-    result = session.execute(
-        update(Job)
-        .where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-        .values(
-            status=JobStatus.failed,
-            finished_at=now or utcnow(),
-            error=f"the worker running this job stopped sending heartbeats for {stale_after:.0f} s "
-            "(it died or lost the database); submit the job again",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def fail_orphans(session: Session, worker: str) -> int:
-    """At worker start: jobs this worker was running when it last stopped can never finish."""
-    result = session.execute(
-        update(Job)
-        .where(Job.status == JobStatus.running, Job.worker == worker)
-        .values(
-            status=JobStatus.failed,
-            finished_at=utcnow(),
-            error=f"worker {worker} stopped while running this job; submit the job again",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def active_for_dataset(session: Session, dataset_id: str) -> int:
@@ -180,6 +195,8 @@ def to_read(job: Job) -> JobRead:
         error=job.error,
         device=job.device,
         device_used=job.device_used,
+        worker=job.worker,
+        attempts=job.attempts,
         model_id=job.model.id if job.model is not None else None,
         created_at=job.created_at,
         started_at=job.started_at,

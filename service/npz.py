@@ -1,6 +1,11 @@
-"""Reading uploaded NPZ files (numpy arrays) and describing their arrays."""
+"""Reading uploaded NPZ files (numpy arrays) and describing their arrays.
+
+An upload is checked against its limits from what the archive declares (its entry count, each
+entry's uncompressed size, each array header's shape and dtype) before any array is decompressed.
+"""
 
 import math
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -8,15 +13,23 @@ from typing import Any
 import numpy as np
 
 from service import errors
-from service.tabular import MAX_VALUES, Array, Column, finite_float
+from service.tabular import MAX_VALUES, Array, Column, Limits, finite_float
 
 NPZ_KEYS = "'x' and 'y', or 'x_train' and 'y_train' (optionally with 'x_test' and 'y_test')"
 _CHUNK = 1 << 20
+# An NPZ dataset holds 2 or 4 arrays. More entries are refused before the ZIP directory is read:
+# each costs memory to list, and a 1 GiB archive can hold millions of them.
+MAX_ENTRIES = 16
+_END_OF_DIRECTORY = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
 
 
-def read_npz(path: Path) -> dict[str, Array]:
-    """The arrays of an NPZ file, checked: keys, numeric dtypes, matching lengths, finite values."""
+def read_npz(path: Path, limits: Limits | None = None) -> dict[str, Array]:
+    """The arrays of an NPZ file, checked: keys, numeric dtypes, matching lengths, finite values;
+    with `limits`, the sizes the archive declares are checked before anything is decompressed."""
     try:
+        if limits is not None:
+            _check_entry_count(path)
         with zipfile.ZipFile(path) as archive:
             if not any(member.endswith(".npy") for member in archive.namelist()):
                 raise errors.UnsupportedMediaType(
@@ -24,6 +37,8 @@ def read_npz(path: Path) -> dict[str, Array]:
                     "numpy.savez or numpy.savez_compressed",
                     field="file",
                 )
+            if limits is not None:
+                _check_declared_sizes(archive, limits)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: _load_array(npz, key) for key in _npz_keys(npz.files)}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
@@ -32,6 +47,59 @@ def read_npz(path: Path) -> dict[str, Array]:
         ) from None
     _check_arrays(arrays)
     return arrays
+
+
+def _check_entry_count(path: Path) -> None:
+    """Read the entry count from the ZIP's end-of-directory record (zip64 too), not the listing."""
+    with path.open("rb") as file:
+        size = file.seek(0, 2)
+        tail_start = max(0, size - (1 << 16) - 22)  # the record, then a comment of < 64 KiB
+        file.seek(tail_start)
+        tail = file.read()
+        at = tail.rfind(_END_OF_DIRECTORY)
+        if at < 0 or len(tail) < at + 22:
+            return  # not a ZIP archive: zipfile says so in its own words
+        (entries,) = struct.unpack_from("<H", tail, at + 10)
+        locator = at - 20
+        if entries == 0xFFFF and locator >= 0 and tail[locator : locator + 4] == _ZIP64_LOCATOR:
+            (offset,) = struct.unpack_from("<Q", tail, locator + 8)
+            file.seek(offset)
+            record = file.read(56)
+            if len(record) == 56:
+                (entries,) = struct.unpack_from("<Q", record, 32)
+    if entries > MAX_ENTRIES:
+        raise errors.InvalidInput(
+            f"the NPZ file holds {entries:,} entries; an NPZ dataset holds the arrays {NPZ_KEYS}",
+            field="file",
+        )
+
+
+def _check_declared_sizes(archive: zipfile.ZipFile, limits: Limits) -> None:
+    """Each entry's uncompressed size and each array's shape x item size, against the limits.
+
+    zipfile stops at an entry's declared size and numpy allocates what the header declares, so
+    these bound what loading can take."""
+    members = archive.infolist()
+    declared = sum(member.file_size for member in members)
+    if declared > limits.decompressed_bytes:
+        raise limits.too_large("the NPZ file's entries declare", declared)
+    total = 0
+    for member in members:
+        if not member.filename.endswith(".npy"):
+            continue
+        name = member.filename.removesuffix(".npy")
+        with archive.open(member) as entry:
+            version = np.lib.format.read_magic(entry)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(entry)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(entry)
+        total += math.prod(shape) * dtype.itemsize
+        if total > limits.decompressed_bytes:
+            what = f"the NPZ file's arrays (up to '{name}', shape {list(shape)}) take"
+            raise limits.too_large(what, total)
+        if name.startswith("x") and shape and shape[0] > limits.rows:
+            raise limits.too_many_rows(f"{shape[0]:,}", f"samples in '{name}'")
 
 
 def _npz_keys(files: list[str]) -> list[str]:
@@ -51,11 +119,13 @@ def _load_array(npz: Any, key: str) -> Array:
     try:
         array = npz[key]
     except ValueError as error:
-        raise errors.InvalidInput(
-            f"array '{key}' could not be loaded: {error}; arrays must hold numbers "
-            "(object arrays are refused because loading them can run code)",
-            field=key,
-        ) from None
+        detail = f"array '{key}' could not be loaded: {error}"
+        if "allow_pickle" in str(error):
+            detail = (
+                f"array '{key}' holds Python objects; arrays must hold numbers (object arrays are "
+                "refused because loading them can run code)"
+            )
+        raise errors.InvalidInput(detail, field=key) from None
     if not isinstance(array, np.ndarray):
         raise errors.InvalidInput(f"'{key}' in the NPZ file is not a numpy array", field=key)
     return array

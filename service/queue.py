@@ -3,15 +3,21 @@
 `celery_config` is shared with the worker (`workers.celery_app`), so both sides agree on the broker.
 """
 
+import logging
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import event
+from kombu import Exchange
+from kombu import Queue as BrokerQueue
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from service import broker
 from service.config import Settings, get_settings
+from service.orm import Job, utcnow
+
+log = logging.getLogger(__name__)
 
 TRAINING_TASK = "training.run_job"
 QUEUES = {"auto": "training", "cpu": "training", "gpu": "training-gpu"}
@@ -53,14 +59,38 @@ def celery() -> Celery:
 
 
 def enqueue_training(session: Session, job_id: str, device: str) -> None:
-    """Send the job to its queue once the session's transaction commits (never before)."""
-    session.info.setdefault(_PENDING, []).append((job_id, QUEUES[device]))
+    """Send the job to its queue once the session's transaction commits (never before), and
+    record when: a queued job the broker then loses is sent again (`service.attempts`)."""
+    session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
+    session.info.setdefault(_PENDING, []).append((job_id, device))
+
+
+def send_now(job_id: str, device: str) -> bool:
+    """Send the training task for a job whose state is already committed; False if the broker
+    refused it (the job stays queued, and the sweep sends it again)."""
+    try:
+        celery().send_task(TRAINING_TASK, args=[job_id], queue=QUEUES[device])
+    except Exception:  # any broker failure: the database still has the job
+        log.exception("could not send job %s to the broker; it will be sent again", job_id)
+        return False
+    return True
+
+
+def waiting(queue: str, timeout: float = 2.0) -> int:
+    """How many messages wait in the broker's `queue` (declared and bound, as a worker would)."""
+    entity = BrokerQueue(queue, Exchange(queue), routing_key=queue)
+    with celery().connection_for_write() as connection:
+        # Fail fast when the broker is down (kombu retries for several seconds otherwise).
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+        bound = entity(connection.default_channel)
+        bound.declare()
+        return int(bound.queue_declare().message_count)
 
 
 @event.listens_for(Session, "after_commit")
 def _send_pending(session: Session) -> None:
-    for job_id, queue in session.info.pop(_PENDING, []):
-        celery().send_task(TRAINING_TASK, args=[job_id], queue=queue)
+    for job_id, device in session.info.pop(_PENDING, []):
+        send_now(job_id, device)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -1,9 +1,9 @@
 """Request and response bodies: the OpenAPI contract."""
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from service import examples
 from service.spec import EarlyStopping, Network, Optimizer
@@ -94,8 +94,8 @@ class Training(BaseModel):
     epochs: int | None = Field(
         default=None,
         gt=0,
-        le=100_000,
-        description="Default: 100 (regression), 10 (classification).",
+        description="Default: 100 (regression), 10 (classification). At most "
+        "DENDRITE_MAX_EPOCHS (default 10000).",
     )
     batch_size: int = Field(default=32, gt=0, le=65536)
     validation_split: float = Field(
@@ -129,13 +129,22 @@ class Training(BaseModel):
         return self
 
 
+def _no_nul(value: str) -> str:
+    """Looked up in the database, where PostgreSQL cannot take a NUL character at all."""
+    if "\x00" in value:
+        raise ValueError("holds a NUL character (\\u0000); no id or name contains one")
+    return value
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [examples.CONCRETE_REGRESSION, examples.MNIST_CLASSIFIER]},
     )
 
-    dataset_id: str
+    dataset_id: Annotated[str, AfterValidator(_no_nul)] = Field(
+        description="The dataset's id, or the name of your newest dataset with that name."
+    )
     task: Literal["regression", "classification"]
     target: str | list[str] = Field(
         description="Target column (a list for multi-output regression); for NPZ: 'y'."
@@ -182,6 +191,12 @@ class JobRead(BaseModel):
     error: str | None
     device: str
     device_used: str | None
+    worker: str | None = Field(
+        description="The Celery worker that runs (or last ran) the job; none while it is queued."
+    )
+    attempts: int = Field(
+        description="Times a worker started the job and did not hand it back cleanly."
+    )
     model_id: str | None
     created_at: datetime
     started_at: datetime | None

@@ -164,7 +164,9 @@ class Network(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    layers: list[Layer] = Field(min_length=1, max_length=100)
+    layers: list[Layer] = Field(
+        min_length=1, description="At most DENDRITE_MAX_LAYERS (default 100) layers."
+    )
     output_activation: Activation | None = Field(
         default=None,
         description="Default: linear for regression, softmax for classification.",

@@ -4,14 +4,15 @@ from sqlalchemy.orm import Session
 
 from service import datasets
 from service.errors import InvalidInput
+from service.keys import Principal
 from service.ml import plan as plans
 from service.schemas import JobCreate, LayerSummary, SpecSummary
 
 
-def validate(session: Session, request: JobCreate) -> SpecSummary:
+def validate(session: Session, principal: Principal, request: JobCreate) -> SpecSummary:
     from service.ml import builder  # TensorFlow loads here, on the first validation
 
-    dataset = datasets.get(session, request.dataset_id)
+    dataset = datasets.get(session, principal, request.dataset_id)
     plan = plans.resolve(request, dataset)
     columns = {column["name"]: column for column in dataset.columns}
     for feature in plan.features:

@@ -5,6 +5,7 @@ Keys are built from ids only, never from user file names. (A later issue swaps t
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,6 +62,15 @@ def delete(key: str) -> None:
 
 def exists(key: str) -> bool:
     return _resolve(key).is_file()
+
+
+def checkpoint_folder(job_id: str) -> Path:
+    """Where a running job keeps its training checkpoint (written by the worker, one per job)."""
+    return path(f"checkpoints/{job_id}")
+
+
+def delete_checkpoint(job_id: str) -> None:
+    shutil.rmtree(_resolve(f"checkpoints/{job_id}"), ignore_errors=True)
 
 
 def _human(size: int) -> str:

@@ -8,6 +8,7 @@ import csv
 import math
 import warnings
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from service import errors
+from service import errors, parquet
 
 # pandas' default missing-value markers, matched again after stripping ("NA " escapes pandas).
 NA_TOKENS = (
@@ -33,15 +33,54 @@ Column = dict[str, Any]
 Array = npt.NDArray[Any]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may hold, checked before its data is read whole. Only uploads are checked:
+    a dataset once accepted stays readable for training if the limits are lowered later."""
+
+    rows: int
+    columns: int
+    decompressed_bytes: int
+
+    def too_many_rows(self, count: str, what: str = "rows") -> errors.InvalidInput:
+        return errors.InvalidInput(
+            f"the file has {count} {what}; at most {self.rows:,} are accepted (setting "
+            "DENDRITE_MAX_ROWS): upload a sample of the rows",
+            field="file",
+        )
+
+    def check_columns(self, count: int) -> None:
+        if count > self.columns:
+            raise errors.InvalidInput(
+                f"the file has {count:,} columns; at most {self.columns:,} are accepted (setting "
+                "DENDRITE_MAX_COLUMNS): each feature column becomes an input of the model",
+                field="file",
+            )
+
+    def too_large(self, what: str, size: int) -> errors.PayloadTooLarge:
+        return errors.PayloadTooLarge(
+            f"{what} {size:,} bytes once decompressed; at most {self.decompressed_bytes:,} are "
+            "accepted (setting DENDRITE_MAX_DECOMPRESSED_BYTES)",
+            field="file",
+        )
+
+
 def read_table(
-    path: Path, file_format: str, nrows: int | None = None, text_columns: Collection[str] = ()
+    path: Path,
+    file_format: str,
+    nrows: int | None = None,
+    text_columns: Collection[str] = (),
+    limits: Limits | None = None,
 ) -> pd.DataFrame:
     """A CSV or Parquet file as a frame of float, integer, boolean and string columns.
 
-    `nrows` reads only the first rows (previews); `text_columns` are kept as strings.
+    `nrows` reads only the first rows (previews); `text_columns` are kept as strings; `limits`
+    refuses an upload over them (a 4xx) before it fills memory.
     """
     frame = (
-        _read_csv(path, nrows, text_columns) if file_format == "csv" else _read_parquet(path, nrows)
+        _read_csv(path, nrows, text_columns, limits)
+        if file_format == "csv"
+        else _read_parquet(path, nrows, limits)
     )
     if nrows is None and frame.empty:
         raise errors.InvalidInput("the file has column names but no data rows", field="file")
@@ -50,16 +89,21 @@ def read_table(
     return frame
 
 
-def _read_csv(path: Path, nrows: int | None, text_columns: Collection[str]) -> pd.DataFrame:
+def _read_csv(
+    path: Path, nrows: int | None, text_columns: Collection[str], limits: Limits | None
+) -> pd.DataFrame:
     try:
         with path.open(encoding="utf-8-sig", newline="") as file:
             header = next((row for row in csv.reader(file) if row), None)
         if header is None:
             raise errors.InvalidInput("the CSV has no header row", field="file")
+        if limits is not None:
+            limits.check_columns(len(header))
+            nrows = limits.rows + 1  # one more than allowed tells that there are too many
         with warnings.catch_warnings():
             # Otherwise a first row longer than the header silently loses its extra values.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(
+            frame = pd.read_csv(
                 path,
                 header=0,
                 names=_column_names(header),
@@ -70,6 +114,9 @@ def _read_csv(path: Path, nrows: int | None, text_columns: Collection[str]) -> p
                 encoding="utf-8",
                 low_memory=False,
             )
+        if limits is not None and len(frame) > limits.rows:
+            raise limits.too_many_rows(f"more than {limits.rows:,}")
+        return frame
     except UnicodeDecodeError:
         raise _not_utf8(path) from None
     except pd.errors.ParserWarning:
@@ -99,21 +146,9 @@ def _not_utf8(path: Path) -> errors.InvalidInput:
     return errors.InvalidInput("the CSV must be UTF-8 text; save it as 'CSV UTF-8'", field="file")
 
 
-def _read_parquet(path: Path, nrows: int | None) -> pd.DataFrame:
+def _read_parquet(path: Path, nrows: int | None, limits: Limits | None) -> pd.DataFrame:
     try:
-        file = pq.ParquetFile(path)
-        if nrows is None:
-            table = file.read()
-        else:
-            # Batches stop at row-group boundaries, so one may hold fewer than nrows rows.
-            batches, count = [], 0
-            for batch in file.iter_batches(batch_size=max(nrows, 1)):
-                batches.append(batch)
-                count += batch.num_rows
-                if count >= nrows:
-                    break
-            table = pa.Table.from_batches(batches, schema=file.schema_arrow).slice(0, nrows)
-        frame = table.to_pandas()
+        frame = parquet.read_table(path, nrows, limits).to_pandas()
     except (pa.ArrowException, OSError) as error:
         raise errors.InvalidInput(
             f"the Parquet file could not be read: {error}", field="file"

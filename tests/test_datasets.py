@@ -11,19 +11,20 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import datasets, errors, orm, storage
+from service import datasets, errors, keys, orm, storage
 from service.config import Settings, get_settings
 from service.schemas import DatasetRead
 from tests.conftest import DATA
 
 CONCRETE = (DATA / "concrete_data.csv").read_bytes()
 PENGUINS = (DATA / "penguins.csv").read_bytes()
+OWNER = keys.Principal(owner="alice")
 
 
 def upload(
     session: Session, content: bytes, filename: str | None = "data.csv", name: str | None = None
 ) -> orm.Dataset:
-    return datasets.create(session, io.BytesIO(content), filename, "text/csv", name)
+    return datasets.create(session, OWNER, io.BytesIO(content), filename, "text/csv", name)
 
 
 def reject(
@@ -374,13 +375,13 @@ def test_get_by_name_returns_newest(session: Session) -> None:
     upload(session, b"a\n1\n", name="runs")
     newest = upload(session, b"a\n1\n2\n", name="runs")
 
-    assert datasets.get(session, "runs") is newest
-    assert datasets.get(session, newest.id) is newest
+    assert datasets.get(session, OWNER, "runs") is newest
+    assert datasets.get(session, OWNER, newest.id) is newest
 
 
 def test_get_unknown_raises_not_found(session: Session) -> None:
     with pytest.raises(errors.NotFound, match="dataset 'nope' does not exist") as caught:
-        datasets.get(session, "nope")
+        datasets.get(session, OWNER, "nope")
 
     assert caught.value.field == "dataset_id"
 
@@ -388,11 +389,11 @@ def test_get_unknown_raises_not_found(session: Session) -> None:
 def test_page_lists_newest_first(session: Session) -> None:
     created = [upload(session, b"a\n1\n", name=f"d{i}") for i in range(3)]
 
-    items, total = datasets.page(session, limit=2, offset=0)
+    items, total = datasets.page(session, OWNER, limit=2, offset=0)
 
     assert total == 3
     assert [item.name for item in items] == ["d2", "d1"]
-    assert datasets.page(session, limit=2, offset=2)[0] == [created[0]]
+    assert datasets.page(session, OWNER, limit=2, offset=2)[0] == [created[0]]
 
 
 def test_delete_rejects_dataset_with_active_job(session: Session) -> None:
@@ -402,7 +403,7 @@ def test_delete_rejects_dataset_with_active_job(session: Session) -> None:
     session.flush()
 
     with pytest.raises(errors.Conflict) as caught:
-        datasets.delete(session, dataset.id)
+        datasets.delete(session, OWNER, dataset.id)
 
     assert caught.value.status_code == 409
     assert job.id in caught.value.detail
@@ -416,13 +417,13 @@ def test_delete_removes_row_file_and_finished_jobs(session: Session) -> None:
     )
     session.flush()
 
-    datasets.delete(session, dataset.id)
+    datasets.delete(session, OWNER, dataset.id)
 
     assert not storage.exists(dataset.storage_key)
     assert dataset_count(session) == 0
     assert session.scalar(select(func.count()).select_from(orm.Job)) == 0
     with pytest.raises(errors.NotFound):
-        datasets.delete(session, dataset.id)
+        datasets.delete(session, OWNER, dataset.id)
 
 
 def test_preview_returns_json_safe_records(session: Session) -> None:

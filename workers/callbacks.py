@@ -1,32 +1,82 @@
-"""Keras callbacks and a heartbeat thread that tie a running fit to its row in the job table."""
+"""Keras callbacks and a heartbeat thread that tie a running fit to its row in the job table:
+per-epoch history and progress, checkpoints, and stopping at an epoch boundary when asked to."""
 
+import json
+import logging
+import os
 import threading
 import time
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
 
 import keras
-from sqlalchemy import select, update
 
+from service import attempts
+from service.attempts import Attempt
 from service.db import session_scope
-from service.orm import EpochMetric, Job, utcnow
+from service.orm import utcnow
+from workers import shutdown
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["lost", "cancelled", "expired", "hand_back"]
+
+# A checkpoint of a small network costs about as much as one of its epochs (~25 ms, mostly Keras'
+# saving machinery), so checkpoints are spaced in time, and never take more than ~1/20 of it.
+SAVE_COST_FACTOR = 20
+
+
+class Stop:
+    """Why training should stop at the next epoch boundary. The heartbeat thread, the epoch
+    callback and the SIGTERM handler (`workers.shutdown`) set it from wherever they run."""
+
+    def __init__(self, deadline: datetime) -> None:
+        self.deadline = deadline
+        self.lost = threading.Event()  # another attempt holds the job now
+        self.cancelled = threading.Event()
+        self.expired = threading.Event()
+
+    def check_deadline(self) -> None:
+        if utcnow() >= self.deadline:
+            self.expired.set()
+
+    @property
+    def reason(self) -> StopReason | None:
+        if self.lost.is_set():
+            return "lost"
+        if self.cancelled.is_set():
+            return "cancelled"
+        if self.expired.is_set():
+            return "expired"
+        if shutdown.requested.is_set():
+            return "hand_back"
+        return None
 
 
 class Heartbeat(threading.Thread):
-    """Marks the job alive every `interval` seconds and notices a cancel request between epochs."""
+    """Marks the attempt alive every `interval` seconds; notices a cancel request, a job taken
+    over by another attempt, and the time limit."""
 
-    def __init__(self, job_id: str, cancel: threading.Event, interval: float) -> None:
-        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
-        self.job_id, self.cancel, self.interval = job_id, cancel, interval
+    def __init__(self, attempt: Attempt, stop: Stop, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{attempt.job_id}", daemon=True)
+        self.attempt, self.stop_reasons, self.interval = attempt, stop, interval
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
-            with session_scope() as session:
-                session.execute(
-                    update(Job).where(Job.id == self.job_id).values(heartbeat_at=utcnow())
-                )
-                if session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
-                    self.cancel.set()
+            try:
+                self.beat()
+            except Exception:  # a database blip must not end the heartbeat for good
+                log.exception("heartbeat for job %s failed", self.attempt.job_id)
+
+    def beat(self) -> None:
+        with session_scope() as session:
+            if not attempts.touch(session, self.attempt):
+                self.stop_reasons.lost.set()
+            elif attempts.cancel_requested(session, self.attempt.job_id):
+                self.stop_reasons.cancelled.set()
+        self.stop_reasons.check_deadline()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -34,11 +84,13 @@ class Heartbeat(threading.Thread):
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Writes each epoch's logs to the history table and the job's progress; stops on cancel."""
+    """Writes each epoch's logs to the history table and the job's progress; stops the fit at the
+    epoch boundary when `stop` has a reason, and remembers which."""
 
-    def __init__(self, job_id: str, cancel: threading.Event) -> None:
+    def __init__(self, attempt: Attempt, stop: Stop, epochs: int) -> None:
         super().__init__()
-        self.job_id, self.cancel = job_id, cancel
+        self.attempt, self.stop, self.epochs = attempt, stop, epochs
+        self.stopped_for: StopReason | None = None
         self._started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -48,15 +100,76 @@ class EpochRecorder(keras.callbacks.Callback):
         metrics = {name: float(value) for name, value in (logs or {}).items()}
         seconds = time.perf_counter() - self._started
         with session_scope() as session:
-            session.add(
-                EpochMetric(job_id=self.job_id, epoch=epoch + 1, metrics=metrics, seconds=seconds)
-            )
-            session.execute(
-                update(Job)
-                .where(Job.id == self.job_id)
-                .values(epoch=epoch + 1, latest_metrics=metrics, heartbeat_at=utcnow())
-            )
-            if session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
-                self.cancel.set()
-        if self.cancel.is_set():
+            if not attempts.record_epoch(session, self.attempt, epoch + 1, metrics, seconds):
+                self.stop.lost.set()
+            elif attempts.cancel_requested(session, self.attempt.job_id):
+                self.stop.cancelled.set()
+        self.stop.check_deadline()
+        reason = self.stop.reason
+        if reason == "hand_back" and epoch + 1 == self.epochs:
+            reason = None  # training is done: finishing the job beats handing it back
+        if reason is not None:
+            self.stopped_for = reason
             self.model.stop_training = True
+
+
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore in the job's checkpoint folder, written at an epoch end at most every
+    `interval` seconds, and always when the job is about to be handed back.
+
+    Keras overwrites one weights file in place; a worker killed mid-save would leave it torn. Here
+    each save writes `epoch-<n>.weights.h5` and then commits by atomically replacing
+    `training_metadata.json`, which names the epoch, so the last committed checkpoint stays whole.
+    Restoring (model and optimizer state, then fit's initial epoch) is Keras' own.
+    """
+
+    def __init__(self, folder: Path, interval: float, stop: Stop) -> None:
+        super().__init__(backup_dir=str(folder), save_freq="epoch", delete_checkpoint=False)
+        self.folder, self.interval, self.stop = folder, interval, stop
+        self._metadata = Path(self._training_metadata_path)
+        self._saved_at = time.monotonic()
+        self._save_seconds = 0.0
+
+    def _weights(self, epoch: int) -> Path:
+        return self.folder / f"epoch-{epoch}.weights.h5"
+
+    def saved_epoch(self) -> int:
+        """The last epoch a committed checkpoint holds; 0 when there is none."""
+        try:
+            epoch = int(json.loads(self._metadata.read_text())["epoch"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return 0
+        return epoch if self._weights(epoch).is_file() else 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        epoch = self.saved_epoch()
+        if epoch:
+            self._weights_path = str(self._weights(epoch))  # what Keras then loads
+        else:
+            self._metadata.unlink(missing_ok=True)
+        super().on_train_begin(logs)
+        self._saved_at = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop.lost.is_set():
+            return  # the folder belongs to the attempt that holds the job now
+        spacing = max(self.interval, SAVE_COST_FACTOR * self._save_seconds)
+        if self.stop.reason == "hand_back" or time.monotonic() - self._saved_at >= spacing:
+            try:
+                self._commit(epoch + 1)
+            except OSError:  # training goes on; a crash would resume from an older checkpoint
+                log.exception("could not checkpoint epoch %d in %s", epoch + 1, self.folder)
+
+    def _commit(self, epoch: int) -> None:
+        started = time.perf_counter()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        weights = self._weights(epoch)
+        self.model.save_weights(str(weights), overwrite=True)
+        staging = self._metadata.with_name(self._metadata.name + ".part")
+        staging.write_text(json.dumps({"epoch": epoch, "batch": 0}))
+        os.replace(staging, self._metadata)
+        for old in self.folder.glob("epoch-*.weights.h5"):
+            if old != weights:
+                old.unlink(missing_ok=True)
+        self._save_seconds = time.perf_counter() - started
+        self._saved_at = time.monotonic()

@@ -2,43 +2,69 @@
 
 Running any TensorFlow op in the parent before the pool forks deadlocks every child, so the
 child imports TensorFlow as it starts (`worker_process_init`): the next job finds it warm.
+
+The job table, not the broker, decides what runs (`service.attempts`): a task claims its job
+first, so a duplicate or late delivery does nothing. A child that dies (out of memory, SIGKILL)
+takes its message with it (`task_reject_on_worker_lost=False`); the sweep requeues the job, a
+bounded number of times, where a redelivered message would retry it forever.
 """
 
 import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from service.config import get_settings
-from service.queue import QUEUES, celery_config
+from service import queue
+from service.config import JOB_TIME_LIMIT_GRACE, get_settings
+from workers import shutdown
 
 log = logging.getLogger(__name__)
 
 app = Celery("dendrite", include=["workers.tasks"])
-app.conf.update(celery_config(get_settings()))
+app.conf.update(queue.celery_config(get_settings()))
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=False,
+    # The job stops itself at its time limit; this kills a child stuck past it (the sweep then
+    # fails the job with the time-limit reason).
+    task_time_limit=get_settings().job_time_limit + JOB_TIME_LIMIT_GRACE,
+    # A running job keeps training through a broker outage; the database records its outcome.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     worker_prefetch_multiplier=1,
     worker_max_tasks_per_child=1,
+    # A new pool process imports TensorFlow before it reports ready; on a busy machine that takes
+    # longer than Celery's default 4 s, after which Celery kills it and starts the import again.
+    worker_proc_alive_timeout=120,
     worker_enable_remote_control=not get_settings().embedded_broker,
     worker_hijack_root_logger=False,
-    task_routes={"training.run_job": {"queue": QUEUES["auto"]}},
+    task_routes={"training.run_job": {"queue": queue.QUEUES["auto"]}},
 )
 
 
 @worker_ready.connect
-def _fail_orphans(sender: Any = None, **_: Any) -> None:
-    """Jobs left `running` under this node name by a previous run can never finish: fail them."""
-    from service import jobs
+def _recover_orphans(sender: Any = None, **_: Any) -> None:
+    """Jobs left `running` under this node name by its previous run lost their process: queue them
+    again (or fail those out of attempts), and sweep once, as the API does."""
+    from service import attempts
     from service.db import get_engine, session_scope
 
     with session_scope() as session:
-        count = jobs.fail_orphans(session, str(sender.hostname))
+        orphans = attempts.requeue_orphans(session, str(sender.hostname))
+    with session_scope() as session:
+        swept = attempts.sweep(session)
     get_engine().dispose()  # children must not share the parent's connections
-    if count:
-        log.warning("failed %d job(s) left running by this worker's previous run", count)
+    if orphans:
+        log.warning("jobs this worker ran before it stopped: %s", orphans)
+    if swept:
+        log.warning("recovered jobs: %s", swept)
+
+
+@worker_shutting_down.connect
+def _hand_back_running_jobs(**_: Any) -> None:
+    """Warm shutdown waits for running tasks: ask them to hand their jobs back at the next epoch
+    boundary instead of training to the end. (Runs in a signal handler: no logging here.)"""
+    shutdown.forward_to_pool()
 
 
 @worker_process_init.connect
@@ -46,4 +72,5 @@ def _warm_child(**_: Any) -> None:
     from service.db import get_engine
 
     get_engine().dispose(close=False)
+    queue.celery.cache_clear()  # nor the parent's broker connections
     import workers.training  # noqa: F401 - warm TensorFlow and Keras before the job arrives

@@ -1,64 +1,99 @@
 """data -> preprocessing -> model -> fit (callbacks) -> evaluate -> save, for one job id."""
 
 import logging
-import threading
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from service import datasets, storage
+from service import attempts, datasets, storage
+from service.attempts import Attempt
 from service.config import get_settings
 from service.db import session_scope
 from service.errors import DendriteError
 from service.ml import artifacts, builder
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
-from service.orm import Dataset, Job, JobStatus, Model, new_id, utcnow
+from service.orm import Dataset, Job, JobStatus, Model, new_id
 from service.schemas import JobCreate
-from workers.callbacks import EpochRecorder, Heartbeat
+from workers import shutdown
+from workers.callbacks import Checkpoint, EpochRecorder, Heartbeat, Stop, StopReason
 
 log = logging.getLogger(__name__)
 
+KERAS_ITERATORS_PER_EPOCH = 2  # see _batches
 
-class _Cancelled(Exception):
-    pass
+
+class _Stopped(Exception):
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason)
+        self.reason: StopReason = reason
 
 
 def run(job_id: str, worker: str) -> None:
-    """Run one queued job to its end state. A job that is not queued is left alone."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status != JobStatus.queued:
-            log.warning("job %s is %s; not running it", job_id, job.status if job else "missing")
-            return
-        device, device_used = _pick_device(job.device)
-        job.status = JobStatus.running
-        job.started_at = job.heartbeat_at = utcnow()
-        job.worker, job.device_used = worker, device_used
-        request = JobCreate.model_validate(job.request)
-        dataset = job.dataset
-        session.expunge(dataset)
-    cancel = threading.Event()
-    heartbeat = Heartbeat(job_id, cancel, get_settings().heartbeat_interval)
+    """Run one queued job until it ends or is handed back. A job that is not queued (a duplicate
+    delivery, or one that another worker took) is left alone."""
+    with shutdown.running_job():  # from here, SIGTERM hands the job back
+        with session_scope() as session:
+            attempt = attempts.claim(session, job_id, worker)
+            if attempt is None:
+                job = session.get(Job, job_id)
+                status = job.status if job else "missing"
+                log.warning("job %s is %s; not running it", job_id, status)
+                return
+            job = session.get_one(Job, job_id)
+            device, job.device_used = _pick_device(job.device)
+            request = JobCreate.model_validate(job.request)
+            dataset = job.dataset
+            session.expunge(dataset)
+        _attempt(attempt, device, request, dataset)
+
+
+def _attempt(attempt: Attempt, device: str | None, request: JobCreate, dataset: Dataset) -> None:
+    stop = Stop(attempt.deadline)
+    heartbeat = Heartbeat(attempt, stop, get_settings().heartbeat_interval)
     heartbeat.start()
     try:
+        stop.check_deadline()  # a job that comes back after its time ran out does not start again
+        if stop.expired.is_set():
+            raise _Stopped("expired")
         if device is None:
             raise DendriteError(
-                f"the job asks for a GPU, but worker {worker} has none; use device 'auto' or 'cpu'"
+                f"the job asks for a GPU, but worker {attempt.worker} has none; "
+                "use device 'auto' or 'cpu'"
             )
         with tf.device(device):
-            _train(job_id, request, dataset, cancel)
-    except _Cancelled:
-        _finish(job_id, JobStatus.cancelled, "cancelled while running")
+            _train(attempt, request, dataset, stop)
+    except _Stopped as stopped:
+        _stopped(attempt, stopped.reason)
     except DendriteError as error:
-        _finish(job_id, JobStatus.failed, error.detail)
+        _end(attempt, JobStatus.failed, error.detail)
     except Exception as error:
-        log.exception("job %s failed", job_id)
-        _finish(job_id, JobStatus.failed, f"training failed: {type(error).__name__}: {error}")
+        log.exception("job %s failed", attempt.job_id)
+        _end(attempt, JobStatus.failed, f"training failed: {type(error).__name__}: {error}")
     finally:
         heartbeat.stop()
+
+
+def _stopped(attempt: Attempt, reason: StopReason) -> None:
+    if reason == "cancelled":
+        _end(attempt, JobStatus.cancelled, "cancelled while running")
+    elif reason == "expired":
+        _end(attempt, JobStatus.failed, attempts.time_limit_error())
+    elif reason == "hand_back":
+        with session_scope() as session:
+            handed = attempts.hand_back(session, attempt)
+        if handed:
+            log.warning(
+                "job %s handed back at an epoch boundary; it resumes elsewhere", attempt.job_id
+            )
+    else:
+        log.warning(
+            "job %s went back to the queue while this worker ran it (its heartbeat was late); "
+            "dropping this attempt",
+            attempt.job_id,
+        )
 
 
 def _pick_device(requested: str) -> tuple[str | None, str]:
@@ -103,7 +138,11 @@ def _targets(plan: plans.Plan, split: Split) -> np.ndarray:
 
 
 def _batches(
-    plan: plans.Plan, split: Split, batch_size: int, shuffle_seed: int | None = None
+    plan: plans.Plan,
+    split: Split,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    trained_epochs: int = 0,
 ) -> tf.data.Dataset:
     """A tf.data pipeline: reshuffled every epoch (training) or cached (evaluation).
 
@@ -116,11 +155,17 @@ def _batches(
     if shuffle_seed is None:
         batches = batches.batch(batch_size).cache()
     else:
-        batches = batches.shuffle(len(split), seed=shuffle_seed).batch(batch_size)
+        batches = batches.shuffle(len(split), seed=shuffle_seed)
+        # Each new iterator draws the next order, and Keras 3 makes two per epoch. A resumed job
+        # draws those of the epochs it already trained, so it sees what an uninterrupted run would
+        # (tests/workers/test_training.py checks that this holds).
+        for _ in range(KERAS_ITERATORS_PER_EPOCH * trained_epochs):
+            iter(batches)
+        batches = batches.batch(batch_size)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def _train(job_id: str, request: JobCreate, dataset: Dataset, cancel: threading.Event) -> None:
+def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -> None:
     training = request.training
     keras.utils.set_random_seed(training.seed or 0)
     plan, prepared = _prepare(request, dataset)
@@ -131,7 +176,19 @@ def _train(job_id: str, request: JobCreate, dataset: Dataset, cancel: threading.
     # Several batches per call into TensorFlow: fewer Python round trips, same arithmetic.
     steps = max(1, -(-len(prepared.train) // training.batch_size))
     builder.compile_model(model, plan, training.optimizer, steps_per_execution=min(steps, 32))
-    callbacks: list[keras.callbacks.Callback] = [EpochRecorder(job_id, cancel)]
+    checkpoint = Checkpoint(
+        storage.checkpoint_folder(attempt.job_id), get_settings().checkpoint_interval, stop
+    )
+    resume_after = checkpoint.saved_epoch()
+    with session_scope() as session:  # history past the checkpoint is trained again
+        if not attempts.rewind(session, attempt, resume_after):
+            raise _Stopped("lost")
+    if resume_after:
+        log.warning(
+            "job %s resumes after epoch %d from its checkpoint", attempt.job_id, resume_after
+        )
+    recorder = EpochRecorder(attempt, stop, plan.epochs)
+    callbacks: list[keras.callbacks.Callback] = [recorder, checkpoint]
     if training.early_stopping is not None:
         stopping = training.early_stopping
         callbacks.append(
@@ -145,31 +202,34 @@ def _train(job_id: str, request: JobCreate, dataset: Dataset, cancel: threading.
     validation = prepared.validation
     batch_size = training.batch_size
     model.fit(
-        _batches(plan, prepared.train, batch_size, shuffle_seed=training.seed or 0),
+        _batches(plan, prepared.train, batch_size, training.seed or 0, trained_epochs=resume_after),
         validation_data=_batches(plan, validation, batch_size) if validation else None,
         epochs=plan.epochs,
         shuffle=False,  # the pipeline reshuffles each epoch itself
         verbose=0,
         callbacks=callbacks,
     )
-    if cancel.is_set():
-        raise _Cancelled
+    if recorder.stopped_for is not None:
+        raise _Stopped(recorder.stopped_for)
+    if stop.reason in ("lost", "cancelled"):  # noticed during the last epoch
+        raise _Stopped(stop.reason)
     test_metrics = None
     if prepared.test is not None:
         evaluated = model.evaluate(
             _batches(plan, prepared.test, batch_size), verbose=0, return_dict=True
         )
         test_metrics = {name: float(value) for name, value in evaluated.items()}
-    _save(job_id, model, plan, prepared, test_metrics)
+    _save(attempt, model, plan, prepared, test_metrics)
 
 
 def _save(
-    job_id: str,
+    attempt: Attempt,
     model: keras.Model,
     plan: plans.Plan,
     prepared: Prepared,
     test_metrics: dict[str, float] | None,
 ) -> None:
+    job_id = attempt.job_id
     model_id = new_id()
     key = f"models/{model_id}.keras"
     size = artifacts.save(model, storage.path(key))
@@ -189,6 +249,7 @@ def _save(
         session.add(
             Model(
                 id=model_id,
+                owner=session.get_one(Job, job_id).owner,
                 job_id=job_id,
                 task=plan.task,
                 input_schema=input_schema,
@@ -199,14 +260,15 @@ def _save(
                 storage_key=key,
             )
         )
-        job = session.get(Job, job_id)
-        assert job is not None
-        job.status = JobStatus.succeeded
-        job.finished_at = utcnow()
+        if attempts.end(session, attempt, JobStatus.succeeded):
+            return
+        session.rollback()
+    storage.delete(key)
+    log.warning("job %s: another attempt holds it now; this attempt's model is dropped", job_id)
 
 
-def _finish(job_id: str, status: JobStatus, error: str) -> None:
+def _end(attempt: Attempt, status: JobStatus, error: str) -> None:
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            job.status, job.error, job.finished_at = status, error, utcnow()
+        ended = attempts.end(session, attempt, status, error)
+    if not ended:
+        log.warning("job %s: another attempt holds it now; dropping '%s'", attempt.job_id, error)

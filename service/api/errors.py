@@ -1,6 +1,7 @@
 """Every error response is the one envelope: {"error", "detail", "field"?}. 500 means a bug."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,17 +11,38 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from service.errors import DendriteError
+from service.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 
-_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# Declared on every operation, so the OpenAPI document (and the clients made from it) shows the
+# envelope rather than FastAPI's own validation-error shape.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Invalid: `detail` says how to fix it."},
+    "4XX": {"model": ErrorBody, "description": "The request cannot be served as sent."},
+    500: {"model": ErrorBody, "description": "A bug in dendrite: it has been logged."},
+}
+
+_KINDS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "invalid_input",
+}
 
 
-def envelope(status: int, kind: str, detail: str, field: str | None = None) -> JSONResponse:
+def envelope(
+    status: int,
+    kind: str,
+    detail: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"error": kind, "detail": detail}
     if field is not None:
         body["field"] = field
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _pointer(location: tuple[Any, ...] | list[Any], body: Any = None) -> str:
@@ -53,13 +75,27 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _not_json(content_type: str | None) -> JSONResponse:
+    """FastAPI hands a JSON route the raw bytes when the Content-Type does not say JSON. dendrite
+    does not guess: a browser form may send text/plain cross-site without a CORS preflight."""
+    sent = f"as '{content_type}'" if content_type else "without a Content-Type"
+    return envelope(
+        415,
+        "unsupported_media_type",
+        f"the request body was sent {sent}; this endpoint reads JSON: send it with the header "
+        "'Content-Type: application/json'",
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DendriteError)
     async def _domain(_: Request, error: DendriteError) -> JSONResponse:
-        return envelope(error.status_code, error.kind, error.detail, error.field)
+        return envelope(error.status_code, error.kind, error.detail, error.field, error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        if isinstance(error.body, bytes):
+            return _not_json(request.headers.get("content-type"))
         errors = list(error.errors())
         first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid request"}
         context: dict[str, Any] = first.get("ctx") or {}
@@ -88,7 +124,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:
         kind = _KINDS.get(error.status_code, "http_error")
-        return envelope(error.status_code, kind, str(error.detail))
+        cause = error.__cause__
+        if isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
+            byte = cause.object[cause.start]
+            detail = (
+                f"the request body is not UTF-8 text (byte 0x{byte:02x} at position "
+                f"{cause.start}); send JSON encoded as UTF-8"
+            )
+            return envelope(error.status_code, kind, detail, headers=error.headers)
+        # Its headers too: a 405's Allow, a cut-off body's Connection: close.
+        return envelope(error.status_code, kind, str(error.detail), headers=error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 `resolve` turns a `JobCreate` plus a `Dataset` into a `Plan`: the features and their kinds, the
 targets, the output layer, the loss and metrics. Every mismatch is an `InvalidInput` that names
-the field (JSON pointer) or column, so the API rejects a bad job before it is queued.
+the field (JSON pointer) or column, so the API rejects a bad job before it is queued; so is a
+network over the limits (layers, epochs, parameters: `service.ml.shapes` counts them).
 """
 
 import re
@@ -10,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from service import orm, spec
+from service.config import get_settings
 from service.errors import InvalidInput
+from service.ml import shapes
 from service.schemas import JobCreate
 
 MAX_CLASSES = 1000
@@ -96,6 +99,7 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
             field="/training/early_stopping/monitor",
         )
     epochs = training.epochs or (100 if task == "regression" else 10)
+    _check_limits(request, epochs)
     default_activation = "linear" if task == "regression" else "softmax"
     plan = Plan(
         task=task,
@@ -114,6 +118,7 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
     else:
         _resolve_tabular(request, plan, columns)
     _check_layers_fit(request, plan)
+    _check_parameters(request, plan, columns)
     if plan.output_units == 1 and plan.output_activation in ("softmax", "log_softmax", "sparsemax"):
         raise InvalidInput(
             f"output_activation '{plan.output_activation}' over the single output unit gives the "
@@ -232,6 +237,13 @@ def _resolve_arrays(request: JobCreate, plan: Plan, columns: dict[str, Any]) -> 
     x_column, y_column = columns[x_key], columns[y_key]
     plan.targets = ["y"]
     plan.sample_shape = list(x_column["shape"][1:])
+    if not plan.sample_shape:
+        raise InvalidInput(
+            f"this NPZ dataset's '{x_key}' holds one number per sample (shape "
+            f"{x_column['shape']}); a network needs each sample as a vector or an image: save "
+            f"'{x_key}' with shape [{x_column['shape'][0]}, 1]",
+            field="/dataset_id",
+        )
     plan.scale_pixels = x_column["dtype"] == "uint8"
     plan.features = [Feature(name=ARRAY_FEATURE, input=ARRAY_FEATURE, kind="numeric")]
     if plan.task == "classification":
@@ -258,3 +270,51 @@ def _check_layers_fit(request: JobCreate, plan: Plan) -> None:
             )
         if layer.type in ("flatten", "global_average_pooling2d"):
             rank = 1
+
+
+def _check_limits(request: JobCreate, epochs: int) -> None:
+    settings = get_settings()
+    count = len(request.network.layers)
+    if count > settings.max_layers:
+        raise InvalidInput(
+            f"the network has {count} layers; at most {settings.max_layers} are allowed "
+            "(setting DENDRITE_MAX_LAYERS)",
+            field="/network/layers",
+        )
+    if epochs > settings.max_epochs:
+        raise InvalidInput(
+            f"{epochs} epochs asked for; at most {settings.max_epochs} are allowed "
+            "(setting DENDRITE_MAX_EPOCHS)",
+            field="/training/epochs",
+        )
+
+
+def input_shape(plan: Plan, columns: dict[str, Any]) -> shapes.Shape:
+    """One row's shape as the first hidden layer sees it: numeric features and one-hot encodings
+    (categories + 1 out-of-vocabulary slot) side by side, or an NPZ sample's shape."""
+    if plan.data == "array":
+        return tuple(plan.sample_shape)
+    width = 0
+    for feature in plan.features:
+        if feature.kind == "numeric":
+            width += 1
+        elif feature.categories is not None:
+            width += len(feature.categories) + 1
+        else:  # every distinct value may be in the training rows
+            width += int(columns[feature.name].get("distinct") or 0) + 1
+    return (width,)
+
+
+def _check_parameters(request: JobCreate, plan: Plan, columns: dict[str, Any]) -> None:
+    layers = shapes.infer(request.network.layers, input_shape(plan, columns), plan.output_units)
+    total = sum(layer.parameters for layer in layers)
+    limit = get_settings().max_parameters
+    if total > limit:
+        largest = max(layers, key=lambda layer: layer.parameters)
+        where = f"/network/layers/{largest.index}" if largest.index is not None else "the output"
+        raise InvalidInput(
+            f"the network has {total:,} parameters; at most {limit:,} are allowed (setting "
+            f"DENDRITE_MAX_PARAMETERS). The largest layer is {where} with "
+            f"{largest.parameters:,}: use fewer units or filters, or pool before a dense layer",
+            field="/network" if largest.index is None else f"/network/layers/{largest.index}",
+        )

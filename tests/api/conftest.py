@@ -1,4 +1,5 @@
-"""API test fixtures: a TestClient with the app's lifespan running, and upload helpers."""
+"""API test fixtures: TestClients with the app's lifespan running, each sending its owner's API key
+(`client`: alice; `other_client`: bob; `admin_client`: an admin), and upload helpers."""
 
 import copy
 from collections.abc import Callable, Iterator
@@ -9,12 +10,27 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from service import examples, queue
+from service import examples, keys, queue
 from service.config import Settings
+from service.db import session_scope
 from service.main import create_app
 from tests.conftest import DATA
 
 Upload = Callable[..., Response]
+
+
+OWNER, OTHER_OWNER, ADMIN_OWNER = "alice", "bob", "root"
+
+
+def create_key(owner: str, admin: bool = False) -> str:
+    """A new API key for `owner`, committed to the test database."""
+    with session_scope() as session:
+        _, token = keys.create(session, owner, admin=admin)
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -22,9 +38,31 @@ def client(settings: Settings) -> Iterator[TestClient]:
     # The Celery app is cached per process; rebuild it so it uses this test's broker folder.
     queue.celery.cache_clear()
     # raise_server_exceptions=False: a bug must show up as the 500 a user would see.
-    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+    headers = bearer(create_key(OWNER))
+    with TestClient(create_app(), raise_server_exceptions=False, headers=headers) as test_client:
         yield test_client
     queue.celery.cache_clear()
+
+
+def client_beside(
+    client: TestClient, headers: dict[str, str] | None = None
+) -> Iterator[TestClient]:
+    """Another client of the same app, whose lifespan `client` already runs (so no `with`)."""
+    beside = TestClient(client.app, raise_server_exceptions=False, headers=headers)
+    yield beside
+    beside.close()
+
+
+@pytest.fixture
+def other_client(client: TestClient) -> Iterator[TestClient]:
+    """A second owner's client on the same app."""
+    yield from client_beside(client, bearer(create_key(OTHER_OWNER)))
+
+
+@pytest.fixture
+def admin_client(client: TestClient) -> Iterator[TestClient]:
+    """An admin key's client on the same app: it sees every owner's things."""
+    yield from client_beside(client, bearer(create_key(ADMIN_OWNER, admin=True)))
 
 
 def upload_bytes(

@@ -5,6 +5,7 @@ import hashlib
 import pytest
 from fastapi.testclient import TestClient
 
+from service.config import Settings
 from tests.api.conftest import Upload, assert_envelope, concrete_job, upload_bytes, upload_file
 from tests.conftest import DATA
 
@@ -161,3 +162,48 @@ def test_upload_csv_content_named_parquet_returns_422(client: TestClient) -> Non
     body = assert_envelope(response, 422, field="file")
     assert "Parquet" in body["detail"] and "CSV" in body["detail"]
     assert client.get("/v1/datasets").json()["total"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/json", "text/plain"])
+def test_upload_csv_with_a_lying_content_type_is_read_as_csv(
+    client: TestClient, content_type: str
+) -> None:
+    response = upload_bytes(client, b"a,b\n1,2\n3,4\n", "data.csv", content_type=content_type)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["format"] == "csv"
+
+
+def test_upload_npz_sent_as_text_csv_is_read_as_npz(client: TestClient) -> None:
+    response = upload_bytes(
+        client, (DATA / "mnist_small.npz").read_bytes(), "mnist.npz", content_type="text/csv"
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["format"] == "npz"
+
+
+@pytest.mark.parametrize(
+    ("filename", "name"),
+    [
+        ("../../etc/passwd.csv", "passwd"),
+        ("..\\..\\windows\\win.ini.csv", "win.ini"),
+        ("/etc/cron.d/evil.csv", "evil"),
+        ("....//....//x.csv", "x"),
+        ("%2e%2e%2fescape.csv", "%2e%2e%2fescape"),
+    ],
+)
+def test_upload_file_name_with_a_path_never_reaches_the_filesystem(
+    client: TestClient, settings: Settings, filename: str, name: str
+) -> None:
+    response = upload_bytes(client, b"a,b\n1,2\n", filename)
+
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert dataset["name"] == name
+    data_dir = settings.data_dir.resolve()
+    stored = [p.relative_to(data_dir) for p in data_dir.rglob("*") if p.is_file()]
+    assert [str(p) for p in stored if p.parts[0] == "artifacts"] == [
+        f"artifacts/datasets/{dataset['id']}.csv"
+    ]
+    assert not (data_dir.parent / "etc").exists() and not (settings.data_dir / "etc").exists()

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service.config import Settings
+from service.config import Settings, get_settings
 from service.db import get_sessionmaker
 from service.main import create_app
 from service.orm import Job
-from tests.api.conftest import Upload, assert_envelope, concrete_job
+from tests.api.conftest import Upload, assert_envelope, concrete_job, upload_file
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -108,7 +108,7 @@ def test_submit_invalid_job_queues_nothing(
     assert client.get("/v1/jobs").json()["total"] == 0
 
 
-def test_submit_job_commits_before_responding(concrete: dict[str, Any]) -> None:
+def test_submit_job_commits_before_responding(client: TestClient, concrete: dict[str, Any]) -> None:
     """A client that reads the job right after the 202 must find it."""
     app = create_app()
     counted: list[int] = []
@@ -122,8 +122,9 @@ def test_submit_job_commits_before_responding(concrete: dict[str, Any]) -> None:
 
         await app(scope, receive, send_and_count)
 
-    with TestClient(check_on_response) as client:
-        response = client.post("/v1/jobs", json=concrete_job("concrete"))
+    key = {"Authorization": client.headers["Authorization"]}
+    with TestClient(check_on_response, headers=key) as counting_client:
+        response = counting_client.post("/v1/jobs", json=concrete_job("concrete"))
 
     assert response.status_code == 202, response.text
     assert counted == [1]
@@ -242,3 +243,69 @@ def test_submit_with_other_idempotency_keys_creates_two_jobs(
     second = submit(client, concrete_job("concrete"), **{"Idempotency-Key": "k-2"})
 
     assert first["id"] != second["id"]
+
+
+def test_submit_with_longest_idempotency_key_replays_the_job(
+    client: TestClient, concrete: dict[str, Any]
+) -> None:
+    """The stored key is scoped to its owner ("owner:key") and must still fit its column."""
+    key = "k" * 255
+    first = submit(client, concrete_job("concrete"), **{"Idempotency-Key": key})
+    again = submit(client, concrete_job("concrete"), **{"Idempotency-Key": key})
+    other = submit(client, concrete_job("concrete"), **{"Idempotency-Key": key[:-1] + "x"})
+
+    assert again["id"] == first["id"] != other["id"]
+
+
+@pytest.fixture
+def one_active_job_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DENDRITE_MAX_ACTIVE_JOBS_PER_OWNER", "1")
+    get_settings.cache_clear()
+
+
+def test_submit_over_active_job_limit_returns_429_with_retry_after(
+    client: TestClient, concrete: dict[str, Any], one_active_job_allowed: None, settings: Settings
+) -> None:
+    submit(client, concrete_job("concrete"))
+
+    response = client.post("/v1/jobs", json=concrete_job("concrete"))
+
+    body = assert_envelope(response, 429)
+    assert body["error"] == "too_many_requests"
+    assert int(response.headers["retry-after"]) > 0
+    assert "limit 1" in body["detail"] and "cancel" in body["detail"]
+    assert client.get("/v1/jobs").json()["total"] == 1
+    assert len(broker_messages(settings)) == 1
+
+
+def test_submit_after_active_job_ends_is_accepted_again(
+    client: TestClient, concrete: dict[str, Any], one_active_job_allowed: None
+) -> None:
+    first = submit(client, concrete_job("concrete"))
+    assert client.post("/v1/jobs", json=concrete_job("concrete")).status_code == 429
+
+    client.post(f"/v1/jobs/{first['id']}/cancel")
+
+    submit(client, concrete_job("concrete"))
+
+
+def test_submit_at_active_job_limit_still_replays_an_idempotent_request(
+    client: TestClient, concrete: dict[str, Any], one_active_job_allowed: None
+) -> None:
+    first = submit(client, concrete_job("concrete"), **{"Idempotency-Key": "k-1"})
+
+    again = submit(client, concrete_job("concrete"), **{"Idempotency-Key": "k-1"})
+
+    assert again["id"] == first["id"]
+
+
+def test_submit_at_another_owners_active_job_limit_is_accepted(
+    client: TestClient,
+    other_client: TestClient,
+    concrete: dict[str, Any],
+    one_active_job_allowed: None,
+) -> None:
+    submit(client, concrete_job("concrete"))
+    upload_file(other_client, "concrete_data.csv", name="concrete")
+
+    submit(other_client, concrete_job("concrete"))

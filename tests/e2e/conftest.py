@@ -5,6 +5,7 @@ Stack tests skip on a laptop without PostgreSQL/Redis, but fail under CI=true.
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,9 +59,11 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.terminate()
     for process in processes:
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()
+            # Each service runs in its own session: take its worker children down with it.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 class Service:
@@ -68,6 +71,14 @@ class Service:
         self.base_url, self.env, self.logs = base_url, env, logs
         self.client = httpx2.Client(base_url=base_url, timeout=60)
         self.processes: list[subprocess.Popen[bytes]] = []
+
+    def use_new_key(self, owner: str = "e2e") -> None:
+        """`dendrite keys create` as an operator runs it; the client sends the printed key."""
+        created = subprocess.run(
+            [*DENDRITE, "keys", "create", owner], env=self.env, check=True, capture_output=True
+        )
+        key = created.stdout.decode().strip().splitlines()[-1]
+        self.client.headers["Authorization"] = f"Bearer {key}"
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "ab") as log:
@@ -95,36 +106,47 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("embedded")
     port = free_port()
     service = Service(f"http://127.0.0.1:{port}", _env(DENDRITE_DATA_DIR=str(root / "data")), root)
+    service.use_new_key()
     service.start("serve", "serve", "--port", str(port))
     yield from service.serve()
 
 
-def _stack_reachable() -> str | None:
+def _stack_reachable(
+    database: str = STACK_DATABASE, redis_url: str | None = REDIS_URL
+) -> str | None:
+    """Create `database` afresh (and empty the Redis database); why not, if it failed."""
     try:
         import psycopg
         import redis
 
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {STACK_DATABASE} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {STACK_DATABASE}")
-        redis.Redis.from_url(REDIS_URL, socket_timeout=3).flushdb()
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {database}")
+        if redis_url is not None:
+            redis.Redis.from_url(redis_url, socket_timeout=3).flushdb()
     except Exception as error:  # noqa: BLE001 - report why the stack is missing
         return f"{type(error).__name__}: {error}"
     return None
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    problem = _stack_reachable()
+def require_stack(database: str = STACK_DATABASE, redis_url: str | None = REDIS_URL) -> str:
+    """Skip (fail under CI) without PostgreSQL/Redis; the SQLAlchemy URL of a fresh `database`."""
+    problem = _stack_reachable(database, redis_url)
     if problem is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs PostgreSQL and Redis for the stack tests: {problem}")
         pytest.skip(f"PostgreSQL/Redis not reachable: {problem}")
+    database_url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+    return database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    database_url = require_stack()
     root = tmp_path_factory.mktemp("stack")
-    database_url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{STACK_DATABASE}"
     env = _env(
         DENDRITE_DATA_DIR=str(root / "data"),
-        DENDRITE_DATABASE_URL=database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        DENDRITE_DATABASE_URL=database_url,
         DENDRITE_BROKER_URL=REDIS_URL,
         DENDRITE_HEARTBEAT_INTERVAL="1",
         DENDRITE_STALE_AFTER="6",
@@ -132,6 +154,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
     service = Service(f"http://127.0.0.1:{port}", env, root)
     subprocess.run([*DENDRITE, "migrate"], env=env, check=True, capture_output=True)
+    service.use_new_key()
     service.start("worker-1", "worker", "--name", "e2e-1@%h")
     service.start("api", "api", "--port", str(port))
     yield from service.serve()

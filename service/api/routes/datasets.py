@@ -5,29 +5,32 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from service import datasets
-from service.api.deps import Limit, Offset, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
 from service.schemas import DatasetPreview, DatasetRead, Page
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
 def create_dataset(
     session: SessionDep,
+    principal: CurrentPrincipal,
     response: Response,
     file: Annotated[UploadFile, File(description="A CSV, Parquet or NPZ file.")],
     name: Annotated[str | None, Form(max_length=255, examples=["concrete"])] = None,
 ) -> DatasetRead:
     """Upload a CSV, Parquet or NPZ file; its schema and column statistics come back."""
-    dataset = datasets.create(session, file.file, file.filename, file.content_type, name)
+    dataset = datasets.create(session, principal, file.file, file.filename, file.content_type, name)
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return DatasetRead.model_validate(dataset)
 
 
 @router.get("", response_model=Page[DatasetRead])
-def list_datasets(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> Page[DatasetRead]:
-    """List datasets, newest first."""
-    items, total = datasets.page(session, limit, offset)
+def list_datasets(
+    session: SessionDep, principal: CurrentPrincipal, limit: Limit = 50, offset: Offset = 0
+) -> Page[DatasetRead]:
+    """List your datasets, newest first."""
+    items, total = datasets.page(session, principal, limit, offset)
     return Page(
         items=[DatasetRead.model_validate(d) for d in items],
         total=total,
@@ -37,22 +40,25 @@ def list_datasets(session: SessionDep, limit: Limit = 50, offset: Offset = 0) ->
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead)
-def get_dataset(session: SessionDep, dataset_id: str) -> DatasetRead:
+def get_dataset(session: SessionDep, principal: CurrentPrincipal, dataset_id: str) -> DatasetRead:
     """One dataset (by id or name): format, rows, sha256 and per-column statistics."""
-    return DatasetRead.model_validate(datasets.get(session, dataset_id))
+    return DatasetRead.model_validate(datasets.get(session, principal, dataset_id))
 
 
 @router.get("/{dataset_id}/preview", response_model=DatasetPreview)
 def preview_dataset(
-    session: SessionDep, dataset_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 10
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    dataset_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> DatasetPreview:
     """The first rows as JSON records."""
-    dataset = datasets.get(session, dataset_id)
+    dataset = datasets.get(session, principal, dataset_id)
     return DatasetPreview(dataset_id=dataset.id, rows=datasets.preview(dataset, limit))
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(session: SessionDep, dataset_id: str) -> Response:
+def delete_dataset(session: SessionDep, principal: CurrentPrincipal, dataset_id: str) -> Response:
     """Delete a dataset and its file; 409 while a queued or running job uses it."""
-    datasets.delete(session, dataset_id)
+    datasets.delete(session, principal, dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from service import examples, jobs
-from service.api.deps import Limit, Offset, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
 from service.orm import JobStatus
-from service.schemas import HistoryRead, JobCreate, JobRead, Page
+from service.schemas import ErrorBody, HistoryRead, JobCreate, JobRead, Page
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
 
 JOB_EXAMPLES = {
     "concrete": {
@@ -24,15 +24,21 @@ JOB_EXAMPLES = {
 }
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses={429: {"model": ErrorBody, "description": "Too many active jobs; see Retry-After."}},
+)
 def create_job(
     session: SessionDep,
+    principal: CurrentPrincipal,
     response: Response,
     request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobRead:
     """Submit a training job; it is queued for a worker. Poll `Location` for its status."""
-    job = jobs.submit(session, request, idempotency_key)
+    job = jobs.submit(session, principal, request, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return jobs.to_read(job)
 
@@ -40,33 +46,35 @@ def create_job(
 @router.get("", response_model=Page[JobRead])
 def list_jobs(
     session: SessionDep,
+    principal: CurrentPrincipal,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[JobRead]:
-    """List jobs, newest first, optionally with one status."""
-    items, total = jobs.page(session, status_filter, limit, offset)
+    """List your jobs, newest first, optionally with one status."""
+    items, total = jobs.page(session, principal, status_filter, limit, offset)
     return Page(items=[jobs.to_read(j) for j in items], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(session: SessionDep, job_id: str) -> JobRead:
+def get_job(session: SessionDep, principal: CurrentPrincipal, job_id: str) -> JobRead:
     """One job: status, progress (epoch of epochs), latest metrics, timings, error, model id."""
-    return jobs.to_read(jobs.get(session, job_id))
+    return jobs.to_read(jobs.get(session, principal, job_id))
 
 
 @router.get("/{job_id}/history", response_model=HistoryRead)
 def get_job_history(
     session: SessionDep,
+    principal: CurrentPrincipal,
     job_id: str,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     offset: Offset = 0,
 ) -> HistoryRead:
     """One row per epoch with every loss and metric Keras logged, train and validation."""
-    return jobs.history(session, job_id, limit, offset)
+    return jobs.history(session, principal, job_id, limit, offset)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)
-def cancel_job(session: SessionDep, job_id: str) -> JobRead:
+def cancel_job(session: SessionDep, principal: CurrentPrincipal, job_id: str) -> JobRead:
     """Cancel: a queued job never runs; a running one stops at the next batch and is cancelled."""
-    return jobs.to_read(jobs.cancel(session, job_id))
+    return jobs.to_read(jobs.cancel(session, principal, job_id))

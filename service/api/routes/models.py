@@ -10,11 +10,11 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from service import examples, models
-from service.api.deps import Limit, Offset, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.schemas import ModelRead, Page, PredictRequest, PredictResponse
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
 
 _CSV_EXAMPLE = (
     "Cement,Blast Furnace Slag,Fly Ash,Water,Superplasticizer,Coarse Aggregate,Fine Aggregate,Age\n"
@@ -38,16 +38,18 @@ _PREDICT_BODY: dict[str, Any] = {
 
 
 @router.get("", response_model=Page[ModelRead])
-def list_models(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> Page[ModelRead]:
-    """List trained models, newest first."""
-    items, total = models.page(session, limit, offset)
+def list_models(
+    session: SessionDep, principal: CurrentPrincipal, limit: Limit = 50, offset: Offset = 0
+) -> Page[ModelRead]:
+    """List your trained models, newest first."""
+    items, total = models.page(session, principal, limit, offset)
     return Page(items=[models.to_read(m) for m in items], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{model_id}", response_model=ModelRead)
-def get_model(session: SessionDep, model_id: str) -> ModelRead:
+def get_model(session: SessionDep, principal: CurrentPrincipal, model_id: str) -> ModelRead:
     """A trained model: its job, task, input schema, outputs (targets, labels), test metrics."""
-    return models.to_read(models.get(session, model_id))
+    return models.to_read(models.get(session, principal, model_id))
 
 
 def _parse_csv(body: bytes) -> list[dict[str, Any]]:
@@ -75,7 +77,9 @@ def _to_csv(predictions: list[dict[str, Any]]) -> str:
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY)
-async def predict(session: SessionDep, model_id: str, request: Request) -> Any:
+async def predict(
+    session: SessionDep, principal: CurrentPrincipal, model_id: str, request: Request
+) -> Any:
     """Predict from raw rows: JSON `{"instances": [...]}` in, JSON out; or CSV in, CSV out."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     body = await request.body()
@@ -94,7 +98,7 @@ async def predict(session: SessionDep, model_id: str, request: Request) -> Any:
         raise UnsupportedMediaType(
             f"Content-Type '{content_type}' is not accepted; send application/json or text/csv"
         )
-    predictions = await run_in_threadpool(models.predict, session, model_id, instances)
+    predictions = await run_in_threadpool(models.predict, session, principal, model_id, instances)
     if content_type == "text/csv":
         return Response(_to_csv(predictions), media_type="text/csv")
     return PredictResponse(predictions=predictions)
@@ -105,10 +109,10 @@ async def predict(session: SessionDep, model_id: str, request: Request) -> Any:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_model(session: SessionDep, model_id: str) -> FileResponse:
+def download_model(session: SessionDep, principal: CurrentPrincipal, model_id: str) -> FileResponse:
     """The `.keras` file: self-contained, preprocessing included; load it with safe_mode."""
     return FileResponse(
-        models.file_path(session, model_id),
+        models.file_path(session, principal, model_id),
         media_type="application/octet-stream",
         filename=f"dendrite-{model_id}.keras",
     )

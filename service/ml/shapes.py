@@ -1,0 +1,115 @@
+"""Output shapes and parameter counts of a network, worked out in plain Python (no TensorFlow).
+
+The API checks a network against its limits before queueing it without loading Keras. Names, shapes
+and counts follow `service.ml.builder` layer for layer (including the channel axis it adds before an
+image layer); `tests/ml/test_shapes.py` holds them against the models Keras builds.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+from service import spec
+from service.errors import InvalidInput
+
+Shape = tuple[int, ...]  # one sample's shape, without the batch axis
+_IMAGE_LAYERS = ("conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d")
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    name: str  # as the builder names the Keras layer: "dense_1", "add_channel_2", "output"
+    index: int | None  # the position in network.layers; None for layers dendrite adds
+    output_shape: Shape
+    parameters: int
+
+
+def infer(layers: Sequence[spec.Layer], input_shape: Shape, output_units: int) -> list[LayerShape]:
+    """Every layer after the inputs, the output layer last; an `InvalidInput` names a layer that
+    cannot take the shape it is given."""
+    shape = input_shape
+    rows: list[LayerShape] = []
+    for index, layer in enumerate(layers):
+        field = f"/network/layers/{index}"
+        if layer.type in _IMAGE_LAYERS:
+            if len(shape) == 2:  # a grey image: the builder adds a channel axis
+                shape = (*shape, 1)
+                rows.append(LayerShape(f"add_channel_{index + 1}", None, shape, 0))
+            if len(shape) != 3:
+                raise InvalidInput(
+                    f"layer {index} ({layer.type}) needs images (height x width [x channels]), "
+                    f"but its input has shape {list(shape)}",
+                    field=field,
+                )
+        shape, parameters = _layer(layer, shape, index)
+        rows.append(LayerShape(f"{layer.type}_{index + 1}", index, shape, parameters))
+    if len(shape) != 1:
+        last = len(layers) - 1
+        raise InvalidInput(
+            f"the last hidden layer ({last}, {layers[last].type}) gives each row the shape "
+            f"{list(shape)}, but the output layer needs a flat vector; end the network with a "
+            "'flatten' or 'global_average_pooling2d' layer",
+            field=f"/network/layers/{last}",
+        )
+    rows.append(LayerShape("output", None, (output_units,), _dense(shape, output_units, True)))
+    return rows
+
+
+def _layer(layer: Any, shape: Shape, index: int) -> tuple[Shape, int]:
+    what, field = f"layer {index} ({layer.type})", f"/network/layers/{index}"
+    match layer:
+        case spec.Dense():
+            if not shape:
+                raise InvalidInput(f"{what} needs inputs with at least one axis", field=field)
+            return (*shape[:-1], layer.units), _dense(shape, layer.units, layer.use_bias)
+        case spec.Dropout() | spec.ActivationLayer():
+            return shape, 0
+        case spec.BatchNormalization():
+            # gamma and beta (trained), moving mean and variance (not trained): 4 per channel.
+            return shape, 4 * (shape[-1] if shape else 1)
+        case spec.Flatten():
+            return (prod(shape),), 0
+        case spec.GlobalAveragePooling2D():
+            return (shape[-1],), 0
+        case spec.Conv2D():
+            kernel = _pair(layer.kernel_size)
+            height, width = _window(shape, kernel, _pair(layer.strides), layer.padding, what, field)
+            channels = shape[-1]
+            parameters = kernel[0] * kernel[1] * channels * layer.filters + layer.filters
+            return (height, width, layer.filters), parameters
+        case spec.MaxPooling2D() | spec.AveragePooling2D():
+            pool = _pair(layer.pool_size)
+            strides = pool if layer.strides is None else _pair(layer.strides)
+            height, width = _window(shape, pool, strides, layer.padding, what, field)
+            return (height, width, shape[-1]), 0
+    raise ValueError(f"unknown layer type {layer.type!r}")
+
+
+def _dense(shape: Shape, units: int, use_bias: bool) -> int:
+    return shape[-1] * units + (units if use_bias else 0)
+
+
+def _pair(size: int | list[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+
+def _window(
+    shape: Shape,
+    window: tuple[int, int],
+    strides: tuple[int, int],
+    padding: str,
+    what: str,
+    field: str,
+) -> tuple[int, int]:
+    """Height and width after a sliding window (Keras' conv and pooling arithmetic)."""
+    if padding == "same":
+        return (-(-shape[0] // strides[0]), -(-shape[1] // strides[1]))
+    if window[0] > shape[0] or window[1] > shape[1]:
+        raise InvalidInput(
+            f"{what} slides a {window[0]}x{window[1]} window over a {shape[0]}x{shape[1]} input, "
+            "which is smaller than the window; use a smaller window, padding 'same', or fewer "
+            "pooling and convolution layers before it",
+            field=field,
+        )
+    return ((shape[0] - window[0]) // strides[0] + 1, (shape[1] - window[1]) // strides[1] + 1)

@@ -1,0 +1,228 @@
+"""Shapes and parameter counts worked out without TensorFlow, held against the models Keras builds;
+and the limits and shape errors that `plan.resolve` raises from them before a job is queued."""
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service import orm
+from service.config import Settings, get_settings
+from service.errors import InvalidInput
+from service.ml import builder, shapes
+from service.ml import plan as plans
+from service.ml.plan import Normalization
+from service.schemas import JobCreate
+
+
+def _dataset(columns: list[dict[str, Any]], file_format: str) -> orm.Dataset:
+    return orm.Dataset(
+        id="d1", name="data", format=file_format, size_bytes=1, sha256="0" * 64, rows=1,
+        columns=columns, storage_key="datasets/d1",
+    )  # fmt: skip
+
+
+def _table() -> orm.Dataset:
+    """Three numeric and two string features (3 and 2 categories), a 4-class string target."""
+    numeric = [{"name": n, "dtype": "float", "missing": 0} for n in ("a", "b", "c")]
+    strings = [
+        {"name": "island", "dtype": "string", "missing": 0, "distinct": 3,
+         "values": [["Biscoe", 5], ["Dream", 4], ["Torgersen", 3]]},
+        {"name": "sex", "dtype": "string", "missing": 0, "distinct": 2,
+         "values": [["female", 6], ["male", 6]]},
+        {"name": "species", "dtype": "string", "missing": 0, "distinct": 4,
+         "values": [[label, 3] for label in ("w", "x", "y", "z")]},
+    ]  # fmt: skip
+    return _dataset(numeric + strings, "csv")
+
+
+def _images(shape: list[int], dtype: str = "uint8") -> orm.Dataset:
+    labels = {"distinct": 10, "values": [[digit, 10] for digit in range(10)]}
+    return _dataset(
+        [
+            {"name": "x", "dtype": dtype, "missing": 0, "shape": [100, *shape]},
+            {"name": "y", "dtype": "uint8", "missing": 0, "shape": [100], **labels},
+        ],
+        "npz",
+    )
+
+
+def _request(task: str, target: str, layers: list[dict[str, Any]], **fields: Any) -> JobCreate:
+    body = {"dataset_id": "d1", "task": task, "target": target, "network": {"layers": layers}}
+    return JobCreate.model_validate(body | fields)
+
+
+CONV = {"type": "conv2d", "filters": 4}
+FLAT = {"type": "flatten"}
+MNIST_NET = [FLAT, {"type": "dense", "units": 784}, {"type": "dense", "units": 100}]
+POOL_4 = {"type": "max_pooling2d", "pool_size": 4}
+TABLE_CASES: dict[str, list[dict[str, Any]]] = {
+    "course regression net": [{"type": "dense", "units": 50}, {"type": "dense", "units": 50}],
+    "dense without bias": [{"type": "dense", "units": 7, "use_bias": False}],
+    "every shape-keeping layer": [
+        {"type": "dense", "units": 16},
+        {"type": "batch_normalization"},
+        {"type": "dropout", "rate": 0.2},
+        {"type": "activation", "activation": "tanh"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 3},
+    ],
+}
+IMAGE_CASES: dict[str, tuple[list[int], list[dict[str, Any]]]] = {
+    "mnist course net": ([28, 28], MNIST_NET),
+    "small convnet": ([28, 28], [CONV, POOL_4, FLAT]),
+    "colour images, strides and padding": ([32, 30, 3], [
+        {"type": "conv2d", "filters": 6, "kernel_size": [3, 5], "strides": [2, 1],
+         "padding": "same"},
+        {"type": "batch_normalization"},
+        {"type": "average_pooling2d", "pool_size": [2, 3], "strides": [1, 2]},
+        {"type": "conv2d", "filters": 5, "kernel_size": 2, "strides": 3, "activation": "elu"},
+        {"type": "max_pooling2d", "pool_size": 3, "strides": [2, 1], "padding": "same"},
+        {"type": "global_average_pooling2d"},
+        {"type": "dense", "units": 8},
+    ]),
+    "dense over image rows, then a convolution": ([12, 10], [
+        {"type": "dense", "units": 6}, CONV, {"type": "global_average_pooling2d"},
+    ]),
+    "window as large as the image": ([5, 5], [
+        {"type": "conv2d", "filters": 2, "kernel_size": 5}, FLAT,
+    ]),
+    "stride longer than the image": ([3, 4], [
+        {"type": "max_pooling2d", "pool_size": 2, "strides": 9}, FLAT,
+    ]),
+}  # fmt: skip
+
+
+def _assert_matches_keras(request: JobCreate, dataset: orm.Dataset, normalization: Any) -> None:
+    plan = plans.resolve(request, dataset)
+    columns = {column["name"]: column for column in dataset.columns}
+    for feature in plan.features:  # as the worker sets them: every category the data has
+        if feature.kind == "string":
+            feature.categories = [str(value) for value, _ in columns[feature.name]["values"]]
+    inferred = shapes.infer(
+        request.network.layers, plans.input_shape(plan, columns), plan.output_units
+    )
+
+    model = builder.build(request.network, plan, normalization)
+
+    keras_rows = {row["name"]: row for row in builder.summarize(model)}
+    for row in inferred:
+        assert list(row.output_shape) == keras_rows[row.name]["output_shape"][1:], row.name
+        assert row.parameters == keras_rows[row.name]["parameters"], row.name
+    assert sum(row.parameters for row in inferred) == model.count_params()
+    assert list(model.output.shape[1:]) == [plan.output_units]
+
+
+@pytest.mark.parametrize("layers", TABLE_CASES.values(), ids=TABLE_CASES.keys())
+def test_infer_matches_keras_on_tables_with_one_hot_features(layers: list[dict[str, Any]]) -> None:
+    request = _request("classification", "species", layers, preprocessing={"normalize": True})
+    normalization = Normalization(mean=np.zeros(3), variance=np.ones(3))
+
+    _assert_matches_keras(request, _table(), normalization)
+
+
+@pytest.mark.parametrize(("sample", "layers"), IMAGE_CASES.values(), ids=IMAGE_CASES.keys())
+def test_infer_matches_keras_on_images(sample: list[int], layers: list[dict[str, Any]]) -> None:
+    _assert_matches_keras(_request("classification", "y", layers), _images(sample), None)
+
+
+def test_infer_matches_keras_on_normalized_float_arrays() -> None:
+    request = _request("regression", "y", [{"type": "dense", "units": 5}, FLAT])
+    normalization = Normalization(mean=np.array(0.5), variance=np.array(2.0))
+
+    _assert_matches_keras(request, _images([4, 6], dtype="float32"), normalization)
+
+
+def test_input_shape_counts_every_distinct_value_plus_one_before_training() -> None:
+    request = _request("classification", "species", [{"type": "dense", "units": 4}])
+    dataset = _table()
+
+    plan = plans.resolve(request, dataset)
+
+    columns = {column["name"]: column for column in dataset.columns}
+    assert plans.input_shape(plan, columns) == (3 + (3 + 1) + (2 + 1),)
+
+
+SHAPE_ERRORS = {
+    "pooling window larger than the image": (
+        [POOL_4, POOL_4, FLAT],
+        [8, 8], "/network/layers/1", ["4x4", "2x2"],
+    ),
+    "kernel larger than the image": (
+        [{"type": "conv2d", "filters": 2, "kernel_size": [3, 9]}, FLAT],
+        [8, 8], "/network/layers/0", ["3x9", "8x8"],
+    ),
+    "network ends with images": ([CONV], [8, 8], "/network/layers/0", ["flatten", "[6, 6, 4]"]),
+    "dense over rows without flatten": (
+        [{"type": "dense", "units": 3}], [8, 8], "/network/layers/0", ["flatten", "[8, 3]"],
+    ),
+    "pooling after flatten": (
+        [FLAT, {"type": "max_pooling2d"}], [8, 8], "/network/layers/1/type", ["image"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("layers", "sample", "field", "words"), SHAPE_ERRORS.values(), ids=SHAPE_ERRORS.keys()
+)
+def test_resolve_rejects_a_network_keras_cannot_build_naming_the_layer(
+    layers: list[dict[str, Any]], sample: list[int], field: str, words: list[str]
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        plans.resolve(_request("classification", "y", layers), _images(sample))
+
+    assert caught.value.field == field
+    for word in words:
+        assert word in caught.value.detail
+
+
+def test_resolve_rejects_npz_with_one_number_per_sample() -> None:
+    with pytest.raises(InvalidInput, match=r"shape \[100, 1\]") as caught:
+        plans.resolve(_request("regression", "y", [{"type": "dense", "units": 3}]), _images([]))
+
+    assert caught.value.field == "/dataset_id"
+
+
+@pytest.fixture
+def limits(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("DENDRITE_MAX_PARAMETERS", "690000")
+    monkeypatch.setenv("DENDRITE_MAX_LAYERS", "3")
+    monkeypatch.setenv("DENDRITE_MAX_EPOCHS", "50")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def test_resolve_rejects_too_many_parameters_naming_the_largest_layer(limits: Settings) -> None:
+    request = _request("classification", "y", MNIST_NET)
+
+    with pytest.raises(InvalidInput) as caught:
+        plans.resolve(request, _images([28, 28]))
+
+    assert caught.value.field == "/network/layers/1"
+    for words in ("694,950", "690,000", "DENDRITE_MAX_PARAMETERS", "615,440"):
+        assert words in caught.value.detail
+
+
+def test_resolve_accepts_a_network_at_the_parameter_limit(limits: Settings) -> None:
+    request = _request("classification", "y", MNIST_NET)
+    limits.max_parameters = 615440 + 78500 + 1010
+
+    assert plans.resolve(request, _images([28, 28])).output_units == 10
+
+
+def test_resolve_rejects_too_many_layers(limits: Settings) -> None:
+    request = _request("classification", "y", [FLAT] + [{"type": "dense", "units": 2}] * 3)
+
+    with pytest.raises(InvalidInput, match=r"4 layers.*at most 3.*DENDRITE_MAX_LAYERS") as caught:
+        plans.resolve(request, _images([4, 4]))
+
+    assert caught.value.field == "/network/layers"
+
+
+def test_resolve_rejects_too_many_epochs(limits: Settings) -> None:
+    request = _request("classification", "y", [FLAT], training={"epochs": 51})
+
+    with pytest.raises(InvalidInput, match=r"51 epochs.*at most 50.*DENDRITE_MAX_EPOCHS") as caught:
+        plans.resolve(request, _images([4, 4]))
+
+    assert caught.value.field == "/training/epochs"

@@ -1,0 +1,252 @@
+"""Claims, hand-backs and the recovery sweep, against the real database and embedded broker."""
+
+import copy
+import socket
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import attempts, datasets, examples, jobs, keys, queue, storage
+from service.config import get_settings
+from service.orm import EpochMetric, Job, JobStatus, utcnow
+from service.schemas import JobCreate
+from tests.conftest import DATA
+
+OWNER = keys.Principal(owner="alice")
+
+
+@pytest.fixture(autouse=True)
+def broker() -> Iterator[None]:
+    """Each test gets the embedded broker of its own data directory, empty."""
+    queue.celery.cache_clear()
+    yield
+    queue.celery.cache_clear()
+
+
+def _submit(session: Session, device: str = "auto") -> Job:
+    with open(DATA / "concrete_data.csv", "rb") as handle:
+        dataset = datasets.create(session, OWNER, handle, "concrete_data.csv", "text/csv", None)
+    body = copy.deepcopy(examples.CONCRETE_REGRESSION)
+    body.update(dataset_id=dataset.id, device=device)
+    job = jobs.submit(session, OWNER, JobCreate.model_validate(body))
+    session.commit()
+    return job
+
+
+def _claim(session: Session, job: Job, worker: str = "w1@host") -> attempts.Attempt:
+    attempt = attempts.claim(session, job.id, worker)
+    session.commit()
+    assert attempt is not None
+    return attempt
+
+
+def _silence(session: Session, job: Job, seconds: float = 600) -> None:
+    """The worker stopped sending heartbeats `seconds` ago."""
+    session.refresh(job)
+    job.heartbeat_at = utcnow() - timedelta(seconds=seconds)
+    session.commit()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sweep(session: Session) -> attempts.Swept:
+    swept = attempts.sweep(session)
+    session.commit()
+    session.expire_all()
+    return swept
+
+
+def test_submit_sends_the_job_and_records_when(session: Session) -> None:
+    job = _submit(session)
+    assert queue.waiting("training") == 1
+    session.refresh(job)
+    assert job.dispatched_at is not None and job.dispatched_at > utcnow() - timedelta(minutes=1)
+
+
+def test_claim_takes_a_queued_job_once(session: Session) -> None:
+    job = _submit(session)
+    first = attempts.claim(session, job.id, "w1@host")
+    session.commit()
+    second = attempts.claim(session, job.id, "w2@host")  # a duplicate delivery
+    session.commit()
+    session.refresh(job)
+    assert first is not None and first.number == 1 and second is None
+    assert job.status == JobStatus.running and job.worker == "w1@host" and job.attempts == 1
+    assert job.started_at is not None and job.heartbeat_at is not None
+
+
+def test_claim_leaves_a_cancelled_job_alone(session: Session) -> None:
+    job = _submit(session)
+    jobs.cancel(session, OWNER, job.id)
+    session.commit()
+    assert attempts.claim(session, job.id, "w1@host") is None
+
+
+def test_sweep_requeues_a_silent_job_and_sends_it_again(session: Session) -> None:
+    job, alive = _submit(session), _submit(session)
+    first = _claim(session, job)
+    _claim(session, alive)
+    _silence(session, job)
+    swept = _sweep(session)
+    assert (swept.requeued, swept.failed) == (1, 0)
+    assert job.status == JobStatus.queued and job.worker is None and job.attempts == 1
+    assert alive.status == JobStatus.running
+    assert queue.waiting("training") == 3  # two from the submits, one sent again
+    again = _claim(session, job, "w2@host")
+    assert again.number == 2 and again.started_at == first.started_at  # the time limit's start
+
+
+def test_sweep_fails_a_job_whose_worker_stopped_max_attempts_times(session: Session) -> None:
+    job = _submit(session)
+    storage.checkpoint_folder(job.id).mkdir(parents=True)
+    for worker in ("w1@host", "w2@host", "w3@host"):
+        _claim(session, job, worker)
+        _silence(session, job)
+        _sweep(session)
+    assert job.status == JobStatus.failed and job.finished_at is not None
+    assert job.error is not None
+    assert "stopped 3 times" in job.error and "w3@host" in job.error and "UTC" in job.error
+    assert not storage.checkpoint_folder(job.id).exists()
+
+
+def test_sweep_is_a_no_op_the_second_time(session: Session) -> None:
+    job = _submit(session)
+    _claim(session, job)
+    _silence(session, job)
+    assert _sweep(session).requeued == 1
+    assert not _sweep(session)
+    assert queue.waiting("training") == 2
+
+
+def test_sweep_cancels_a_silent_job_that_was_asked_to_stop(session: Session) -> None:
+    job = _submit(session)
+    _claim(session, job)
+    jobs.cancel(session, OWNER, job.id)
+    session.commit()
+    _silence(session, job)
+    _sweep(session)
+    assert job.status == JobStatus.cancelled
+
+
+def test_sweep_fails_a_silent_job_past_its_time_limit(session: Session) -> None:
+    job = _submit(session)
+    _claim(session, job)
+    job.started_at = utcnow() - timedelta(hours=7)
+    session.commit()
+    _silence(session, job)
+    _sweep(session)
+    assert job.status == JobStatus.failed
+    assert job.error is not None and "longer than the 21600 s limit" in job.error
+
+
+def test_requeue_orphans_takes_only_this_workers_jobs(session: Session) -> None:
+    mine, theirs = _submit(session), _submit(session)
+    _claim(session, mine, "w1@host")
+    _claim(session, theirs, "w2@host")
+    swept = attempts.requeue_orphans(session, "w1@host")
+    session.commit()
+    session.expire_all()
+    assert swept.requeued == 1
+    assert mine.status == JobStatus.queued and theirs.status == JobStatus.running
+
+
+def test_sweep_sends_again_queued_jobs_the_broker_lost(session: Session) -> None:
+    old, recent = _submit(session), _submit(session)
+    old.dispatched_at = utcnow() - timedelta(minutes=5)
+    session.commit()
+    assert not _sweep(session)  # both messages are still in the queue
+    with queue.celery().connection_for_write() as connection:
+        connection.default_channel.queue_purge("training")  # what a broker restart does
+    assert _sweep(session).redispatched == 1  # the recent one may still be on its way
+    assert queue.waiting("training") == 1
+    assert old.dispatched_at is not None and old.dispatched_at > utcnow() - timedelta(minutes=1)
+    assert not _sweep(session)
+    assert recent.status == JobStatus.queued
+
+
+def test_sweep_requeues_while_the_broker_is_down(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, waiting = _submit(session), _submit(session)
+    _claim(session, job)
+    _silence(session, job)
+    waiting.dispatched_at = utcnow() - timedelta(hours=1)
+    session.commit()
+    monkeypatch.setenv("DENDRITE_BROKER_URL", f"redis://127.0.0.1:{_closed_port()}/0")
+    get_settings.cache_clear()
+    queue.celery.cache_clear()
+    started = time.monotonic()
+    swept = _sweep(session)  # the message cannot go; the next sweep sends it once it can
+    assert (swept.requeued, swept.redispatched) == (1, 0)
+    assert job.status == JobStatus.queued
+    assert time.monotonic() - started < 30
+
+
+def test_sweep_does_not_send_again_jobs_waiting_behind_others(session: Session) -> None:
+    waiting = [_submit(session) for _ in range(3)]
+    for job in waiting:
+        job.dispatched_at = utcnow() - timedelta(hours=1)
+    session.commit()
+    assert not _sweep(session)
+    assert queue.waiting("training") == 3
+
+
+def test_sweep_counts_each_queue_on_its_own(session: Session) -> None:
+    cpu, gpu = _submit(session), _submit(session, device="gpu")
+    for job in (cpu, gpu):
+        job.dispatched_at = utcnow() - timedelta(hours=1)
+    session.commit()
+    with queue.celery().connection_for_write() as connection:
+        connection.default_channel.queue_purge("training-gpu")
+    assert _sweep(session).redispatched == 1
+    assert (queue.waiting("training"), queue.waiting("training-gpu")) == (1, 1)
+
+
+def test_hand_back_requeues_without_using_an_attempt(session: Session) -> None:
+    job = _submit(session)
+    attempt = _claim(session, job)
+    assert attempts.hand_back(session, attempt)
+    session.commit()
+    session.refresh(job)
+    assert job.status == JobStatus.queued and job.attempts == 0 and job.worker is None
+    assert queue.waiting("training") == 2
+
+
+def test_an_attempt_that_lost_its_job_changes_nothing(session: Session) -> None:
+    job = _submit(session)
+    stale = _claim(session, job, "w1@host")
+    _silence(session, job)
+    _sweep(session)
+    current = _claim(session, job, "w2@host")
+    assert attempts.record_epoch(session, current, 1, {"loss": 1.0}, 0.1)
+    session.commit()
+    assert not attempts.touch(session, stale)
+    assert not attempts.record_epoch(session, stale, 2, {"loss": 9.0}, 0.1)
+    assert not attempts.hand_back(session, stale)
+    assert not attempts.end(session, stale, JobStatus.succeeded)
+    session.commit()
+    session.expire_all()
+    assert job.status == JobStatus.running and job.worker == "w2@host" and job.epoch == 1
+    assert [row.epoch for row in job.history] == [1]
+
+
+def test_record_epoch_and_rewind_keep_each_epoch_once(session: Session) -> None:
+    job = _submit(session)
+    attempt = _claim(session, job)
+    for epoch in (1, 2, 3, 2):  # epoch 2 written twice: the second one wins
+        assert attempts.record_epoch(session, attempt, epoch, {"loss": float(epoch)}, 0.1)
+    session.commit()
+    assert attempts.rewind(session, attempt, 2)
+    session.commit()
+    session.expire_all()
+    rows = session.scalars(select(EpochMetric).where(EpochMetric.job_id == job.id)).all()
+    assert sorted(row.epoch for row in rows) == [1, 2]
+    assert job.epoch == 2 and job.latest_metrics == {"loss": 2.0}
