@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from service.config import get_settings
 
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         connect_args = {"timeout": 30, "check_same_thread": False}
+        # A fresh connection per session (cheap for SQLite) rather than a pool: with a pool, under
+        # load, requests waiting for a pooled connection starved the one holding the write lock
+        # until busy_timeout ("database is locked"); measured in tests/e2e/test_load.py.
+        kwargs.setdefault("poolclass", NullPool)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
 
         @event.listens_for(engine, "connect")

@@ -1,8 +1,10 @@
 """Dependencies shared by the routers."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -14,15 +16,27 @@ from service.keys import Principal
 from service.schemas import ErrorBody
 
 
-def get_session() -> Iterator[Session]:
-    """One unit of work per request: commit when the handler returns, roll back if it raises."""
-    with get_sessionmaker()() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+@lru_cache
+def _session_ends() -> anyio.CapacityLimiter:
+    return anyio.CapacityLimiter(16)
+
+
+async def get_session() -> AsyncIterator[Session]:
+    """One unit of work per request: commit when the handler returns, roll back if it raises.
+
+    Commit and rollback run on threads of their own. On the request threads they would wait
+    behind handlers that wait for this very commit's write lock (SQLite allows one writer): under
+    load every request thread can be such a handler, and nothing moves until busy_timeout.
+    """
+    session = get_sessionmaker()()
+    try:
+        yield session
+        await anyio.to_thread.run_sync(session.commit, limiter=_session_ends())
+    except BaseException:
+        await anyio.to_thread.run_sync(session.rollback, limiter=_session_ends())
+        raise
+    finally:
+        await anyio.to_thread.run_sync(session.close, limiter=_session_ends())
 
 
 # scope="function": commit before the response is sent, so a client that reads right after a 2xx

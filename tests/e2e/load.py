@@ -72,7 +72,7 @@ async def run_load(
     report = LoadReport()
     limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx2.AsyncClient(
-        base_url=base_url, headers=headers, timeout=30, limits=limits
+        base_url=base_url, headers=headers, timeout=60, limits=limits
     ) as client:
         started = time.monotonic()
         deadline = started + seconds
