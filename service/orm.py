@@ -120,7 +120,8 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
-    # Delivery: how many times a worker started it, and when it was last sent to the broker.
+    # Delivery: how many times a worker started it and did not hand it back cleanly (the lease
+    # number, see service/attempts.py), and when it was last sent to the broker.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None]
 

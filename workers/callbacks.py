@@ -123,6 +123,10 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
     Restoring (model and optimizer state, then fit's initial epoch) is Keras' own.
     """
 
+    # It acts at epoch ends only. Without this, Keras sees the inherited batch hook and turns off
+    # its asynchronous dispatch of batch hooks (converting every batch's logs in the training loop).
+    async_safe = True
+
     def __init__(self, folder: Path, interval: float, stop: Stop) -> None:
         super().__init__(backup_dir=str(folder), save_freq="epoch", delete_checkpoint=False)
         self.folder, self.interval, self.stop = folder, interval, stop
