@@ -1,6 +1,6 @@
 """Dependencies shared by the routers."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -31,12 +31,19 @@ async def get_session() -> AsyncIterator[Session]:
     session = get_sessionmaker()()
     try:
         yield session
-        await anyio.to_thread.run_sync(session.commit, limiter=_session_ends())
+        await _end(session.commit)
     except BaseException:
-        await anyio.to_thread.run_sync(session.rollback, limiter=_session_ends())
+        await _end(session.rollback)
         raise
     finally:
-        await anyio.to_thread.run_sync(session.close, limiter=_session_ends())
+        await _end(session.close)
+
+
+async def _end(step: Callable[[], None]) -> None:
+    # Shielded: a client that disconnects cancels its request, and an unfinished commit or
+    # rollback would leave the transaction (and SQLite's write lock) open.
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(step, limiter=_session_ends())
 
 
 # scope="function": commit before the response is sent, so a client that reads right after a 2xx
