@@ -84,4 +84,4 @@ def upgrade_database(url: str | None = None) -> None:
 
     if url is None and get_settings().database_url is None:
         get_settings().data_dir.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "heads")
