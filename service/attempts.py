@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from service import queue, storage
+from service import queue, repeats, storage
 from service.config import get_settings
 from service.orm import EpochMetric, Job, JobStatus, UTCDateTime, utcnow
 
@@ -70,6 +70,7 @@ def claim(session: Session, job_id: str, worker: str) -> Attempt | None:
         select(Job.attempts, Job.started_at).where(Job.id == job_id)
     ).one()
     assert started_at is not None  # the claim set it
+    repeats.settle(session, job_id)  # a repeated job runs once one of its parts does
     return Attempt(job_id, worker, number, started_at)
 
 
@@ -120,6 +121,7 @@ def end(session: Session, attempt: Attempt, status: JobStatus, error: str | None
     )
     if ended:
         storage.delete_checkpoint(attempt.job_id)
+        repeats.settle(session, attempt.job_id)
     return ended
 
 
@@ -182,7 +184,7 @@ def _recover(session: Session, lost: ColumnElement[bool], swept: Swept, now: dat
             Job.heartbeat_at,
             Job.started_at,
             Job.cancel_requested,
-        ).where(Job.status == JobStatus.running, lost)
+        ).where(Job.status == JobStatus.running, lost, Job.repeats == 1)  # repeated: see parts
     ).all()
     for row in rows:
         still = and_(
@@ -214,6 +216,7 @@ def _recover(session: Session, lost: ColumnElement[bool], swept: Swept, now: dat
             )
         else:
             storage.delete_checkpoint(row.id)
+            repeats.settle(session, row.id)
             swept.failed += 1
             log.warning("job %s: %s", row.id, ending[1])
 
@@ -259,6 +262,7 @@ def redispatch_lost(session: Session, now: datetime | None = None) -> int:
         rows = session.execute(
             select(Job.id, Job.device)
             .where(Job.status == JobStatus.queued, Job.device.in_(devices), unsent)
+            .where(Job.repeats == 1)  # a repeated job is never sent; its parts are
             .order_by(Job.dispatched_at.asc().nulls_first(), Job.created_at)
         ).all()
         if not rows:

@@ -6,18 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
-from service import keys
+from service import keys, logs
 from service.api.http import PROTOCOL
 from service.config import get_settings
 from service.db import session_scope, upgrade_database
 from service.errors import DendriteError
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+API_SHUTDOWN_SECONDS = 20  # below compose's stop_grace_period for the API (30 s)
 
 app = typer.Typer(help="dendrite: train Keras networks over HTTP.", no_args_is_help=True)
 
@@ -58,7 +59,7 @@ def api(host: Host = "127.0.0.1", port: Port = 8000, workers: int = 1) -> None:
         host=host,
         port=port,
         workers=workers,
-        http=PROTOCOL,
+        **_uvicorn_options(),
     )
 
 
@@ -88,13 +89,25 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
         start_new_session=True,
     )
     try:
-        uvicorn.run("service.main:create_app", factory=True, host=host, port=port, http=PROTOCOL)
+        uvicorn.run(
+            "service.main:create_app", factory=True, host=host, port=port, **_uvicorn_options()
+        )
     finally:
         child.terminate()  # a running job checkpoints and is handed back at its epoch's end
         try:
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
+
+
+def _uvicorn_options() -> dict[str, Any]:
+    """dendrite's HTTP protocol and logging; on SIGTERM uvicorn stops accepting connections and
+    gives requests in flight (a long upload, an event stream) this long to end."""
+    return {
+        "http": PROTOCOL,
+        "log_config": logs.config_dict(get_settings().log_format),
+        "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS,
+    }
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

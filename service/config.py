@@ -2,8 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How long a job may overrun its time limit (finishing the epoch in progress) before Celery's
@@ -28,6 +29,17 @@ class Settings(BaseSettings):
     artifacts_dir: Path | None = Field(
         default=None,
         description="Where datasets and models are stored; default: DATA_DIR/artifacts.",
+    )
+    artifacts_url: str | None = Field(
+        default=None,
+        description="The artifact store (datasets, models, checkpoints): a local directory, or "
+        "s3://bucket/prefix for S3-compatible object storage shared by workers on many machines; "
+        "default: DENDRITE_ARTIFACTS_DIR, else DATA_DIR/artifacts.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint of an s3:// artifact store (MinIO, Ceph, ...); default: AWS. "
+        "Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID, ~/.aws, roles).",
     )
     broker_polling_interval: float = Field(
         default=0.1, description="Seconds between polls of the on-disk broker (embedded mode)."
@@ -63,6 +75,12 @@ class Settings(BaseSettings):
     prediction_cache_size: int = Field(
         default=16, description="Loaded models kept for predictions."
     )
+    inspect_max_values: int = Field(
+        default=1_000,
+        ge=0,
+        description="Forward passes and weights list an array's values when it has at most this "
+        "many (shape and min/max/mean/std always).",
+    )
     max_upload_bytes: int = Field(default=1 << 30, description="Largest accepted upload.")
     auth_enabled: bool = Field(
         default=True,
@@ -94,6 +112,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest request body other than an upload (job specs, prediction batches).",
     )
+    max_repeats: int = Field(
+        default=100, ge=1, description="Most repeats of one repeated job (`repeats`)."
+    )
+    repeat_tasks: int = Field(
+        default=8,
+        ge=1,
+        description="A repeated job is split into at most this many worker tasks, each training "
+        "its share of the repeats one after another (a task pays a process start).",
+    )
+    max_sweep_trials: int = Field(
+        default=20, ge=1, description="Most trials (jobs) of one sweep."
+    )
     max_json_depth: int = Field(
         default=32, ge=1, description="Deepest nesting of arrays and objects in a JSON body."
     )
@@ -102,6 +132,43 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request line plus headers `dendrite api` and `serve` accept.",
     )
+    events_poll_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="Seconds between the database reads of a job's event stream (SSE).",
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for webhooks due to be sent."
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a webhook receiver has to answer one POST."
+    )
+    webhook_max_attempts: int = Field(
+        default=5, ge=1, description="POSTs of one webhook before it is marked failed."
+    )
+    webhook_retry_delay: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds before a failed webhook's first retry; doubled for each next one.",
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Log lines as JSON or text; auto: text on a terminal, JSON otherwise.",
+    )
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _supported_store(cls, url: str | None) -> str | None:
+        # Writes rely on each store's atomic commit: a local rename, an S3 PUT or multipart upload.
+        scheme, _, rest = (url or "").partition("://")
+        if url and rest and scheme not in ("file", "s3"):
+            raise ValueError(
+                "DENDRITE_ARTIFACTS_URL must be a local directory or s3://bucket/prefix, "
+                f"not {url!r}"
+            )
+        if scheme == "s3" and not rest.split("/")[0]:
+            raise ValueError("DENDRITE_ARTIFACTS_URL names no bucket: use s3://bucket/prefix")
+        return url
 
     @model_validator(mode="after")
     def _time_limit_below_visibility_timeout(self) -> "Settings":
@@ -135,6 +202,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_path(self) -> Path:
         return (self.artifacts_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def artifacts_location(self) -> str:
+        """The artifact store's URL (or local path), as fsspec opens it."""
+        return self.artifacts_url or str(self.artifacts_path)
 
 
 @lru_cache

@@ -12,7 +12,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import errors, npz, orm, storage, tabular
+from service import csv_stats, errors, npz, orm, storage, tabular
 from service.config import get_settings
 from service.keys import Principal
 
@@ -51,36 +51,35 @@ def create(
     dataset_id = orm.new_id()
     key = f"datasets/{dataset_id}.{file_format}"
     settings = get_settings()
-    size, sha256 = storage.write_stream(key, chain([head], chunks), settings.max_upload_bytes)
     limits = tabular.Limits(
         rows=settings.max_rows,
         columns=settings.max_columns,
         decompressed_bytes=settings.max_decompressed_bytes,
     )
-    try:
-        path = storage.path(key)
-        if file_format == "npz":
-            arrays = npz.read_npz(path, limits)
-            rows, columns = len(next(iter(arrays.values()))), npz.describe_arrays(arrays)
-        else:
-            frame = tabular.read_table(path, file_format, limits=limits)
-            rows, columns = len(frame), tabular.describe(frame)
-        dataset = orm.Dataset(
-            id=dataset_id,
-            owner=principal.owner,
-            name=dataset_name,
-            format=file_format,
-            size_bytes=size,
-            sha256=sha256,
-            rows=rows,
-            columns=columns,
-            storage_key=key,
-        )
-        session.add(dataset)
-        session.flush()
-    except BaseException:
-        storage.delete(key)
-        raise
+    # The schema is read from a local copy of what was stored (the stored file, if it is local).
+    with storage.receive(key, chain([head], chunks), settings.max_upload_bytes) as stored:
+        try:
+            if file_format == "npz":
+                arrays = npz.read_npz(stored.path, limits)
+                rows, columns = len(next(iter(arrays.values()))), npz.describe_arrays(arrays)
+            else:
+                rows, columns = csv_stats.describe_file(stored.path, file_format, limits)
+            dataset = orm.Dataset(
+                id=dataset_id,
+                owner=principal.owner,
+                name=dataset_name,
+                format=file_format,
+                size_bytes=stored.size,
+                sha256=stored.sha256,
+                rows=rows,
+                columns=columns,
+                storage_key=key,
+            )
+            session.add(dataset)
+            session.flush()
+        except BaseException:
+            storage.delete(key)
+            raise
     return dataset
 
 
@@ -163,15 +162,16 @@ def page(
 
 def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
     """The first `limit` rows as JSON-safe records; NPZ rows as {"index", "x", "y"}."""
-    path = storage.path(dataset.storage_key)
     if dataset.format == "npz":
-        x, y = list(npz.read_npz(path).values())[:2]
+        with storage.local_file(dataset.storage_key) as path:
+            x, y = list(npz.read_npz(path).values())[:2]
         return [
             {"index": i, "x": x[i].tolist(), "y": y[i].tolist()} for i in range(min(limit, len(x)))
         ]
     # Columns recorded as text stay text, even where the first rows alone look numeric.
     text_columns = [column["name"] for column in dataset.columns if column["dtype"] == "string"]
-    frame = tabular.read_table(path, dataset.format, nrows=limit, text_columns=text_columns)
+    with storage.local_file(dataset.storage_key) as path:
+        frame = tabular.read_table(path, dataset.format, nrows=limit, text_columns=text_columns)
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [
         {str(key): tabular.python_value(value) for key, value in row.items()} for row in records
@@ -209,7 +209,8 @@ def load_frame(dataset: orm.Dataset) -> pd.DataFrame:
     if dataset.format == "npz":
         detail = f"dataset '{dataset.id}' holds NPZ arrays, not a table"
         raise errors.InvalidInput(detail, field="dataset_id")
-    return tabular.read_table(storage.path(dataset.storage_key), dataset.format)
+    with storage.local_file(dataset.storage_key) as path:
+        return tabular.read_table(path, dataset.format)
 
 
 def load_arrays(dataset: orm.Dataset) -> dict[str, tabular.Array]:
@@ -219,4 +220,5 @@ def load_arrays(dataset: orm.Dataset) -> dict[str, tabular.Array]:
             f"dataset '{dataset.id}' is a {FORMAT_LABELS[dataset.format]} table, not NPZ arrays"
         )
         raise errors.InvalidInput(detail, field="dataset_id")
-    return npz.read_npz(storage.path(dataset.storage_key))
+    with storage.local_file(dataset.storage_key) as path:
+        return npz.read_npz(path)

@@ -6,12 +6,14 @@ SQLite gets WAL and a busy timeout so the API and the worker can share it.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from service import sqlite_writes
 from service.config import get_settings
 
 if TYPE_CHECKING:
@@ -36,6 +38,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            sqlite_writes.install(engine, Path(f"{database}-writers.lock"), timeout=30)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 

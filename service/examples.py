@@ -74,3 +74,39 @@ CONCRETE_PREDICT: dict[str, Any] = {
         }
     ]
 }
+
+# The course's final assignment, part B: Dense(10, relu) -> Dense(1), normalized inputs, 50
+# epochs, a fresh model on each of 50 random 70/30 train/test splits.
+CONCRETE_REPEATED: dict[str, Any] = {
+    "dataset_id": "concrete",
+    "task": "regression",
+    "target": "Strength",
+    "preprocessing": {"normalize": True},
+    "network": {"layers": [{"type": "dense", "units": 10, "activation": "relu"}]},
+    "training": {
+        "optimizer": {"name": "adam"},
+        "loss": "mean_squared_error",
+        "epochs": 50,
+        "validation_split": 0.0,
+        "test_split": 0.3,
+        "seed": 42,
+    },
+    "repeats": 50,
+}
+
+CONCRETE_SWEEP: dict[str, Any] = {
+    "base": {
+        "dataset_id": "concrete",
+        "task": "regression",
+        "target": "Strength",
+        "network": {"layers": [{"type": "dense", "units": 10, "activation": "relu"}]},
+        "training": {"epochs": 50, "validation_split": 0.2, "test_split": 0.2, "seed": 42},
+    },
+    "search": "grid",
+    "parameters": {
+        "network.layers[*].units": [10, 50],
+        "training.optimizer.learning_rate": [0.001, 0.01],
+    },
+    "metric": "val_loss",
+    "direction": "min",
+}

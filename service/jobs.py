@@ -6,17 +6,24 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import datasets, queue, storage
+from service import datasets, queue, repeats, storage
 from service.config import get_settings
 from service.errors import Conflict, NotFound, TooManyRequests
 from service.keys import Principal
 from service.ml import plan as plans
-from service.orm import ACTIVE_STATUSES, EpochMetric, Job, JobStatus, utcnow
-from service.schemas import EpochRead, HistoryRead, JobCreate, JobRead, Progress
+from service.orm import (
+    ACTIVE_STATUSES,
+    EpochMetric,
+    Job,
+    JobStatus,
+    WebhookDelivery,
+    utcnow,
+)
+from service.schemas import EpochRead, HistoryRead, JobCreate, JobLinks, JobRead, Progress
 
 
 def _fingerprint(request: JobCreate) -> str:
@@ -43,6 +50,7 @@ def submit(
     _check_active_limit(session, principal.owner)
     dataset = datasets.get(session, principal, request.dataset_id)
     plan = plans.resolve(request, dataset)
+    repeats.check(request, dataset)
     resolved = request.model_copy(deep=True)
     resolved.dataset_id = dataset.id
     resolved.training.loss = plan.loss
@@ -60,6 +68,7 @@ def submit(
         epochs=plan.epochs,
         idempotency_key=scoped_key,
         request_sha256=fingerprint,
+        repeats=request.repeats,
     )
     try:
         with session.begin_nested():  # a concurrent request may take the same key first
@@ -69,7 +78,12 @@ def submit(
         if existing is None:
             raise
         return existing
-    queue.enqueue_training(session, job.id, job.device)
+    if request.callback_url is not None:  # the outbox row, sent when the job ends
+        session.add(WebhookDelivery(job_id=job.id, owner=job.owner, url=request.callback_url))
+    if job.repeats > 1:
+        repeats.fan_out(session, job)  # its parts run; the job follows them
+    else:
+        queue.enqueue_training(session, job.id, job.device)
     return job
 
 
@@ -91,6 +105,7 @@ def _check_active_limit(session: Session, owner: str) -> None:
             select(func.count())
             .select_from(Job)
             .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES))
+            .where(Job.parent_id.is_(None))  # a repeated job counts once, not per part
         )
         or 0
     )
@@ -126,7 +141,7 @@ def get(session: Session, principal: Principal, job_id: str) -> Job:
 def page(
     session: Session, principal: Principal, status: JobStatus | None, limit: int, offset: int
 ) -> tuple[list[Job], int]:
-    query = select(Job).where(principal.visible(Job.owner))
+    query = select(Job).where(principal.visible(Job.owner), Job.parent_id.is_(None))
     if status is not None:
         query = query.where(Job.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -137,14 +152,40 @@ def page(
 
 
 def history(
-    session: Session, principal: Principal, job_id: str, limit: int | None, offset: int
+    session: Session,
+    principal: Principal,
+    job_id: str,
+    limit: int | None,
+    offset: int,
+    after_epoch: int | None = None,
+    max_points: int | None = None,
 ) -> HistoryRead:
+    """Epoch rows in order: those after `after_epoch` (a page's last epoch), evenly thinned to at
+    most `max_points` rows that keep the first and the last (for plots of long jobs), then sliced
+    by `offset` and `limit`. `total` counts every row of the job. Each filter runs on the
+    (job_id, epoch) index of the table's unique constraint."""
     get(session, principal, job_id)
-    query = select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
     total = session.scalar(
         select(func.count()).select_from(EpochMetric).where(EpochMetric.job_id == job_id)
     )
-    rows = session.scalars(query.limit(limit).offset(offset)).all()
+    where = [EpochMetric.job_id == job_id]
+    if after_epoch is not None:
+        where.append(EpochMetric.epoch > after_epoch)
+    if max_points is not None:
+        first, last, count = session.execute(
+            select(func.min(EpochMetric.epoch), func.max(EpochMetric.epoch), func.count()).where(
+                *where
+            )
+        ).one()
+        if count > max_points:
+            stride = -(-(count - 1) // (max_points - 1))
+            where.append(or_((EpochMetric.epoch - first) % stride == 0, EpochMetric.epoch == last))
+    query = (
+        select(EpochMetric.epoch, EpochMetric.seconds, EpochMetric.metrics)
+        .where(*where)
+        .order_by(EpochMetric.epoch)
+    )
+    rows = session.execute(query.limit(limit).offset(offset)).all()
     return HistoryRead(
         job_id=job_id,
         total=total or 0,
@@ -155,6 +196,8 @@ def history(
 def cancel(session: Session, principal: Principal, job_id: str) -> Job:
     """A queued job is cancelled now; a running one stops at its next batch boundary."""
     job = get(session, principal, job_id)
+    if job.repeats > 1:
+        return repeats.cancel(session, job)
     if job.status == JobStatus.queued:
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
@@ -165,6 +208,7 @@ def cancel(session: Session, principal: Principal, job_id: str) -> Job:
     else:
         raise Conflict(f"job '{job_id}' already ended ({job.status}); there is nothing to cancel")
     session.flush()
+    repeats.settle(session, job.id)
     return job
 
 
@@ -190,7 +234,9 @@ def to_read(job: Job) -> JobRead:
         dataset_id=job.dataset_id,
         task=job.task,
         status=JobStatus(job.status).value,
-        progress=Progress(epoch=job.epoch, epochs=job.epochs),
+        progress=repeats.progress(job)
+        if job.repeats > 1
+        else Progress(epoch=job.epoch, epochs=job.epochs),
         latest_metrics=metrics,
         error=job.error,
         device=job.device,
@@ -198,11 +244,16 @@ def to_read(job: Job) -> JobRead:
         worker=job.worker,
         attempts=job.attempts,
         model_id=job.model.id if job.model is not None else None,
+        links=JobLinks.for_job(job.id, job.task),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
         duration_seconds=duration,
+        timings=job.timings,
         request=job.request,
+        parent_id=job.parent_id,
+        sweep_id=job.sweep_id,
+        repeats=repeats.summary(job) if job.repeats > 1 else None,
     )
 
 

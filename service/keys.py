@@ -8,9 +8,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cachetools import TTLCache
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -21,6 +23,12 @@ PREFIX_LENGTH = len(KEY_PREFIX) + 8  # what `dendrite keys list` shows; enough t
 # Owner names end up in Idempotency-Key scopes ("owner:key"), so no colon, and short.
 OWNER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 TOUCH_INTERVAL = timedelta(minutes=1)  # last_used_at is a hint, not an audit log: few writes
+# A key that authenticated in the last seconds is trusted without a database round trip (most of
+# a prediction's time otherwise). A revocation takes effect at once in the process that made it,
+# and within this many seconds in every other API process.
+RECENT_SECONDS = 2.0
+_recent: TTLCache[str, "Principal"] = TTLCache(maxsize=4096, ttl=RECENT_SECONDS)
+_recent_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,22 @@ def revoke(session: Session, id_or_prefix: str) -> orm.ApiKey:
     if key.revoked_at is None:
         key.revoked_at = orm.utcnow()
         session.flush()
+    with _recent_lock:
+        _recent.clear()
     return key
+
+
+def recent(token: str | None) -> "Principal | None":
+    """The principal `token` authenticated as in the last RECENT_SECONDS, if it did."""
+    if not token:
+        return None
+    with _recent_lock:
+        return _recent.get(_digest(token))
+
+
+def remember(token: str, principal: "Principal") -> None:
+    with _recent_lock:
+        _recent[_digest(token)] = principal
 
 
 def authenticate(session: Session, token: str | None, now: datetime | None = None) -> Principal:

@@ -8,11 +8,19 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from service import attempts
+from service import attempts, repeats, webhooks
 from service.api import errors
 from service.api.limits import RequestLimits
+from service.api.metrics import RequestMetrics
 from service.api.routes import datasets, health, models, specs
+from service.api.routes import diagnostics as diagnostic_routes
+from service.api.routes import events as event_routes
+from service.api.routes import inspection as inspection_routes
 from service.api.routes import jobs as job_routes
+from service.api.routes import metrics as metric_routes
+from service.api.routes import repeats as repeat_routes
+from service.api.routes import sweeps as sweep_routes
+from service.api.routes import webhooks as webhook_routes
 from service.config import get_settings
 from service.db import session_scope
 
@@ -30,6 +38,7 @@ Try it here: upload `concrete_data.csv` with name `concrete` (POST /v1/datasets)
 def _sweep() -> None:
     with session_scope() as session:
         swept = attempts.sweep(session)
+        repeats.settle_stuck(session)
     if swept:
         log.warning("recovered jobs: %s", swept)
 
@@ -50,8 +59,11 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             await asyncio.sleep(interval)
 
     task = asyncio.create_task(sweep_forever())
+    # Webhooks go out from here too, not from a training worker (one TensorFlow process per task).
+    deliveries = asyncio.create_task(webhooks.deliver_forever())
     yield
     task.cancel()
+    deliveries.cancel()
 
 
 AUTH_OFF_WARNING = (
@@ -73,6 +85,14 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(RequestLimits)
+    app.add_middleware(RequestMetrics)  # outermost: times refused bodies too
+    app.include_router(metric_routes.router)
     for router in (health.router, datasets.router, job_routes.router, specs.router, models.router):
         app.include_router(router)
+    app.include_router(diagnostic_routes.router)
+    app.include_router(inspection_routes.router)
+    app.include_router(repeat_routes.router)
+    app.include_router(sweep_routes.router)
+    app.include_router(event_routes.router)
+    app.include_router(webhook_routes.router)
     return app

@@ -1,16 +1,25 @@
 """Model use cases: read trained models and answer predictions from them."""
 
-from pathlib import Path
-from typing import Any
+import threading
+from typing import IO, Any
 
+from cachetools import TTLCache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import storage
+from service.config import get_settings
+from service.db import session_scope
 from service.errors import Conflict, NotFound
 from service.keys import Principal
 from service.orm import Job, JobStatus, Model
-from service.schemas import ModelRead
+from service.schemas import (
+    ForwardResponse,
+    LayerOutput,
+    LayerWeights,
+    ModelRead,
+    WeightsResponse,
+)
 
 
 def get(session: Session, principal: Principal, model_id: str) -> Model:
@@ -54,8 +63,56 @@ def predict(
     return inference.predict(model.storage_key, model.input_schema, model.outputs, instances)
 
 
-def file_path(session: Session, principal: Principal, model_id: str) -> Path:
-    return storage.path(get(session, principal, model_id).storage_key)
+# A model never changes once saved, so predictions skip the database for a model looked up in the
+# last seconds; only a deletion (with its dataset) reaches them this much later.
+RECENT_SECONDS = 2.0
+_recent: TTLCache[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = TTLCache(
+    maxsize=1024, ttl=RECENT_SECONDS
+)
+_recent_lock = threading.Lock()
+
+
+def predict_recent(principal: Principal, model_id: str, instances: list[Any]) -> list[Any]:
+    """`predict` in its own short unit of work, or none for a model looked up recently."""
+    with _recent_lock:
+        found = _recent.get(model_id)
+    if found is None or not principal.can_see(found[0]):
+        with session_scope() as session:
+            model = get(session, principal, model_id)
+            found = (model.owner, model.storage_key, model.input_schema, model.outputs)
+        with _recent_lock:
+            _recent[model_id] = found
+    from service.ml import inference  # loads TensorFlow on first use, not at API start
+
+    return inference.predict(found[1], found[2], found[3], instances)
+
+
+def open_file(session: Session, principal: Principal, model_id: str) -> tuple[IO[bytes], int]:
+    """The model's `.keras` file, open for streaming from the artifact store, and its size."""
+    return storage.open_read(get(session, principal, model_id).storage_key)
+
+
+def forward(
+    session: Session, principal: Principal, model_id: str, instance: Any
+) -> ForwardResponse:
+    """One row through the model, layer by layer: each layer's output, preprocessing included."""
+    model = get(session, principal, model_id)
+    from service.ml import inspection  # loads TensorFlow on first use, not at API start
+
+    layers = inspection.forward(model.storage_key, model.input_schema, instance)
+    return ForwardResponse(model_id=model.id, layers=[LayerOutput(**row) for row in layers])
+
+
+def weights(session: Session, principal: Principal, model_id: str) -> WeightsResponse:
+    """Each layer's weights: shapes and statistics, and values for small arrays."""
+    model = get(session, principal, model_id)
+    from service.ml import inspection
+
+    return WeightsResponse(
+        model_id=model.id,
+        max_values=get_settings().inspect_max_values,
+        layers=[LayerWeights(**row) for row in inspection.weights(model.storage_key)],
+    )
 
 
 def to_read(model: Model) -> ModelRead:

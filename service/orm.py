@@ -124,11 +124,29 @@ class Job(Base):
     # number, see service/attempts.py), and when it was last sent to the broker.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None]
+    # Seconds per phase of the last attempt that finished training (workers/training.py).
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Repeated experiments (service/repeats.py): a job with `repeats` > 1 is never run itself;
+    # its parts (jobs with `parent_id`) train its repeats, each on a new split.
+    repeats: Mapped[int] = mapped_column(Integer, default=1)
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), index=True
+    )
+    # Sweeps (service/sweeps.py): the sweep a trial belongs to, its number and its parameters.
+    sweep_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sweep.id", ondelete="CASCADE"), index=True
+    )
+    sweep_trial: Mapped[int | None] = mapped_column(Integer)
+    sweep_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     dataset: Mapped[Dataset] = relationship(back_populates="jobs")
     model: Mapped["Model | None"] = relationship(back_populates="job", passive_deletes=True)
     history: Mapped[list["EpochMetric"]] = relationship(
         order_by="EpochMetric.epoch", passive_deletes=True
+    )
+    parts: Mapped[list["Job"]] = relationship(passive_deletes=True, order_by="Job.created_at")
+    repeat_results: Mapped[list["JobRepeat"]] = relationship(
+        foreign_keys="JobRepeat.job_id", order_by="JobRepeat.index", passive_deletes=True
     )
 
 
@@ -161,5 +179,107 @@ class Model(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     storage_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Predictions on the held-out rows (workers/diagnostics.py `held_out`): {"split", "rows",
+    # "confusion_matrix": {"labels", "counts"}} or {..., "predicted_vs_actual": {target: ...}}
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     job: Mapped[Job] = relationship(back_populates="model")
+
+
+class EpochDiagnostic(Base):
+    """One epoch's gradient diagnostics on the job's probe batch, and the flags they raised."""
+
+    __tablename__ = "epoch_diagnostic"
+    __table_args__ = (UniqueConstraint("job_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    layers: Mapped[list[Any]] = mapped_column(JSON)
+    flags: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRepeat(Base):
+    """One repeat of a repeated job: a fresh model on its own split (seed), trained by one of the
+    job's parts (`run_job_id`); its final epoch's metrics and its test metrics."""
+
+    __tablename__ = "job_repeat"
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    run_job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
+    epochs: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[datetime | None]
+
+    run_job: Mapped[Job] = relationship(foreign_keys=[run_job_id])
+
+
+class Sweep(Base):
+    """A grid or random search over fields of a job request; its trials are jobs (`sweep_id`)."""
+
+    __tablename__ = "sweep"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255), index=True, default=LOCAL_OWNER)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metric: Mapped[str] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(8))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    trials: Mapped[list[Job]] = relationship(order_by="Job.sweep_trial", passive_deletes=True)
+
+
+class WebhookSecret(Base):
+    """An owner's key for signing webhook bodies (HMAC-SHA256); made on first use."""
+
+    __tablename__ = "webhook_secret"
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox row of a job's `callback_url`, written with the job: `waiting` until the job
+    ends, then `pending` (due at `next_attempt_at`) until `delivered` or `failed`."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="waiting", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    history: Mapped[list["WebhookAttempt"]] = relationship(
+        order_by="WebhookAttempt.number", passive_deletes=True
+    )
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: its answer's status code, or the error that stopped it."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_delivery.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

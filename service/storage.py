@@ -1,37 +1,121 @@
-"""The artifact store: files under `artifacts_path`, named by keys such as `datasets/<id>.csv`.
+"""The artifact store: datasets, models and training checkpoints, named by keys such as
+`datasets/<id>.csv`, in a local directory or in S3-compatible object storage (fsspec + s3fs),
+chosen by one setting, DENDRITE_ARTIFACTS_URL.
 
-Keys are built from ids only, never from user file names. (A later issue swaps this for fsspec.)
+Keys are built from ids only, never from user file names. Every write is atomic: an object
+appears whole or not at all. A local store's files are used in place; where a library needs a
+local file and the store is remote, it gets a temporary copy (`local_file`, `local_target`,
+`checkpoint_folder`), which is removed when the block ends.
 """
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from service import errors
 from service.config import get_settings
 
+CHUNK_BYTES = 1 << 20
+# S3 uploads: one PUT below two parts, else a multipart upload of parts this size (S3's least is
+# 5 MiB). s3fs holds one part in memory at a time.
+PART_BYTES = 8 << 20
 
-def _resolve(key: str) -> Path:
-    root = get_settings().artifacts_path
-    target = (root / key).resolve()
-    if target == root or not target.is_relative_to(root):
+
+@dataclass(frozen=True)
+class Stored:
+    """An object just written: its size, its sha256, and a local file holding its bytes."""
+
+    size: int
+    sha256: str
+    path: Path
+
+
+def _store() -> tuple[Any, str]:
+    """The filesystem and the root path in it. fsspec caches the instance (per process)."""
+    settings = get_settings()
+    options: dict[str, Any] = {}
+    if settings.artifacts_location.startswith("s3://"):
+        # Another process may add or remove objects at any time: list afresh every time.
+        options = {"endpoint_url": settings.s3_endpoint_url, "use_listings_cache": False}
+    fs, root = fsspec.core.url_to_fs(settings.artifacts_location, **options)
+    return fs, str(root).rstrip("/")
+
+
+def is_local() -> bool:
+    return isinstance(_store()[0], LocalFileSystem)
+
+
+def _checked(key: str) -> str:
+    normal = posixpath.normpath(key) if key else ""
+    if (
+        not normal
+        or normal.startswith("/")
+        or normal in (".", "..")
+        or normal.startswith("../")
+        or "\\" in key
+        or "\x00" in key
+    ):
+        raise ValueError(f"storage key {key!r} points outside the artifact store")
+    return normal
+
+
+def _local_path(root: str, key: str) -> Path:
+    base = Path(root).resolve()
+    target = (base / key).resolve()  # a symlink out of the store is refused too
+    if target == base or not target.is_relative_to(base):
         raise ValueError(f"storage key {key!r} points outside the artifact store")
     return target
 
 
-def path(key: str) -> Path:
-    """The local path of `key`, with its parent folders created."""
-    target = _resolve(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target
+def _locate(key: str) -> tuple[Any, str, Path | None]:
+    """(filesystem, path in it, local Path or None for a remote store) of a checked key."""
+    fs, root = _store()
+    key = _checked(key)
+    if isinstance(fs, LocalFileSystem):
+        target = _local_path(root, key)
+        return fs, str(target), target
+    return fs, f"{root}/{key}", None
+
+
+@contextmanager
+def receive(key: str, chunks: Iterable[bytes], max_bytes: int) -> Iterator[Stored]:
+    """Store `chunks` under `key`, streamed (never whole in memory) and atomically; inside the
+    block, `Stored.path` is a local file with the bytes (the stored file itself in a local store).
+
+    A source that fails or passes `max_bytes` leaves nothing behind. A remote store gets the
+    bytes only once they are all in: one PUT, or a multipart upload that s3fs aborts if it fails.
+    """
+    fs, remote, target = _locate(key)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size, sha256 = _spool(chunks, max_bytes, target)
+        yield Stored(size, sha256, target)
+        return
+    with tempfile.TemporaryDirectory(prefix="dendrite-upload-") as folder:
+        local = Path(folder) / posixpath.basename(remote)
+        size, sha256 = _spool(chunks, max_bytes, local)
+        fs.put_file(str(local), remote, chunksize=PART_BYTES)
+        yield Stored(size, sha256, local)
 
 
 def write_stream(key: str, chunks: Iterable[bytes], max_bytes: int) -> tuple[int, str]:
     """Write `chunks` to `key` atomically; return (size in bytes, sha256 hex digest)."""
-    target = path(key)
+    with receive(key, chunks, max_bytes) as stored:
+        return stored.size, stored.sha256
+
+
+def _spool(chunks: Iterable[bytes], max_bytes: int, target: Path) -> tuple[int, str]:
+    """Write `chunks` to a temporary file beside `target`, then rename it into place."""
     digest = hashlib.sha256()
     size = 0
     handle, temp_name = tempfile.mkstemp(
@@ -56,21 +140,114 @@ def write_stream(key: str, chunks: Iterable[bytes], max_bytes: int) -> tuple[int
     return size, digest.hexdigest()
 
 
+def upload(path: Path, key: str) -> None:
+    """Store the local file `path` under `key`, atomically. Nothing to do where `path` already
+    is the key's file in a local store."""
+    fs, remote, target = _locate(key)
+    if target is None:
+        fs.put_file(str(path), remote, chunksize=PART_BYTES)
+    elif path.resolve() != target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as source:
+            _spool(iter(lambda: source.read(CHUNK_BYTES), b""), 1 << 62, target)
+
+
+@contextmanager
+def local_file(key: str) -> Iterator[Path]:
+    """A local file holding `key`'s bytes, for libraries that read paths (pandas, pyarrow, Keras):
+    the stored file itself in a local store, else a temporary copy. FileNotFoundError if absent."""
+    fs, remote, target = _locate(key)
+    if target is not None:
+        if not target.is_file():
+            raise FileNotFoundError(f"artifact {key!r} is not in the store")
+        yield target
+        return
+    with tempfile.TemporaryDirectory(prefix="dendrite-") as folder:
+        local = Path(folder) / posixpath.basename(remote)
+        fs.get_file(remote, str(local))
+        yield local
+
+
+@contextmanager
+def local_target(key: str) -> Iterator[Path]:
+    """A local path to write `key` to (e.g. a Keras `.keras` file). In a local store it is the
+    key's own path (the writer makes it atomic); else a temporary file, uploaded when the block
+    ends without an error."""
+    _, remote, target = _locate(key)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        yield target
+        return
+    with tempfile.TemporaryDirectory(prefix="dendrite-") as folder:
+        local = Path(folder) / posixpath.basename(remote)
+        yield local
+        upload(local, key)
+
+
+def open_read(key: str) -> tuple[IO[bytes], int]:
+    """An open binary file of `key`, streamed from the store, and its size in bytes."""
+    fs, remote, target = _locate(key)
+    if target is not None:
+        handle: IO[bytes] = target.open("rb")
+        return handle, os.fstat(handle.fileno()).st_size
+    remote_file = fs.open(remote, "rb", block_size=CHUNK_BYTES, cache_type="readahead")
+    return remote_file, int(remote_file.size)
+
+
 def delete(key: str) -> None:
-    _resolve(key).unlink(missing_ok=True)
+    """Remove `key`; a missing key is fine."""
+    fs, remote, target = _locate(key)
+    if target is not None:
+        target.unlink(missing_ok=True)
+    else:
+        fs.rm_file(remote)  # S3 deletes a missing key without complaint
 
 
 def exists(key: str) -> bool:
-    return _resolve(key).is_file()
+    fs, remote, target = _locate(key)
+    return target.is_file() if target is not None else bool(fs.isfile(remote))
 
 
-def checkpoint_folder(job_id: str) -> Path:
-    """Where a running job keeps its training checkpoint (written by the worker, one per job)."""
-    return path(f"checkpoints/{job_id}")
+def list_keys(prefix: str) -> list[str]:
+    """The keys under the folder `prefix`, sorted."""
+    fs, root = _store()
+    prefix = _checked(prefix)
+    if isinstance(fs, LocalFileSystem):
+        folder = _local_path(root, prefix)
+        base = Path(root).resolve()
+        files = folder.rglob("*") if folder.is_dir() else []
+        return sorted(p.relative_to(base).as_posix() for p in files if p.is_file())
+    return sorted(str(p)[len(root) + 1 :] for p in fs.find(f"{root}/{prefix}"))
+
+
+def checkpoint_key(job_id: str, name: str) -> str:
+    return f"checkpoints/{job_id}/{name}"
+
+
+@contextmanager
+def checkpoint_folder(job_id: str) -> Iterator[Path]:
+    """A local folder holding the job's checkpoint files, for Keras' BackupAndRestore: the store's
+    folder itself in a local store; else a temporary folder filled from the store, so a job
+    resumed on another machine starts from its last checkpoint. Write files back with `upload`."""
+    prefix = checkpoint_key(job_id, "")
+    fs, root = _store()
+    if isinstance(fs, LocalFileSystem):
+        yield _local_path(root, prefix)  # the checkpoint creates it when it first saves
+        return
+    with tempfile.TemporaryDirectory(prefix=f"dendrite-checkpoint-{job_id}-") as name:
+        folder = Path(name)
+        for key in list_keys(prefix):
+            fs.get_file(f"{root}/{key}", str(folder / posixpath.basename(key)))
+        yield folder
 
 
 def delete_checkpoint(job_id: str) -> None:
-    shutil.rmtree(_resolve(f"checkpoints/{job_id}"), ignore_errors=True)
+    fs, remote, target = _locate(checkpoint_key(job_id, ""))
+    if target is not None:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    with suppress(FileNotFoundError):  # no checkpoint was written
+        fs.rm(remote, recursive=True)
 
 
 def _human(size: int) -> str:

@@ -106,7 +106,7 @@ def test_sweep_requeues_a_silent_job_and_sends_it_again(session: Session) -> Non
 
 def test_sweep_fails_a_job_whose_worker_stopped_max_attempts_times(session: Session) -> None:
     job = _submit(session)
-    storage.checkpoint_folder(job.id).mkdir(parents=True)
+    storage.write_stream(storage.checkpoint_key(job.id, "training_metadata.json"), [b"{}"], 10)
     for worker in ("w1@host", "w2@host", "w3@host"):
         _claim(session, job, worker)
         _silence(session, job)
@@ -114,7 +114,7 @@ def test_sweep_fails_a_job_whose_worker_stopped_max_attempts_times(session: Sess
     assert job.status == JobStatus.failed and job.finished_at is not None
     assert job.error is not None
     assert "stopped 3 times" in job.error and "w3@host" in job.error and "UTC" in job.error
-    assert not storage.checkpoint_folder(job.id).exists()
+    assert storage.list_keys(f"checkpoints/{job.id}") == []
 
 
 def test_sweep_is_a_no_op_the_second_time(session: Session) -> None:

@@ -80,7 +80,8 @@ def test_create_concrete_csv_infers_numeric_columns(session: Session) -> None:
     assert cement["std"] == pytest.approx(104.506364, abs=1e-6)
     assert columns["Strength"]["std"] == pytest.approx(16.705742, abs=1e-6)
     assert (columns["Age"]["min"], columns["Age"]["max"]) == (1, 365)
-    assert storage.path(dataset.storage_key).read_bytes() == CONCRETE
+    with storage.local_file(dataset.storage_key) as stored:
+        assert stored.read_bytes() == CONCRETE
     DatasetRead.model_validate(dataset)
 
 

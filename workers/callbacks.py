@@ -6,13 +6,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import keras
+from sqlalchemy.orm import Session
 
-from service import attempts
+from service import attempts, storage
 from service.attempts import Attempt
 from service.db import session_scope
 from service.orm import utcnow
@@ -92,6 +94,10 @@ class EpochRecorder(keras.callbacks.Callback):
         self.attempt, self.stop, self.epochs = attempt, stop, epochs
         self.stopped_for: StopReason | None = None
         self._started = time.perf_counter()
+        self.write_seconds = 0.0  # spent writing epochs to the database (the job's timings)
+        # More rows for an epoch, written in the same transaction as its history row (so they
+        # cost no commit of their own): workers.diagnostics.Diagnostics.write.
+        self.also_write: list[Callable[[Session, int], None]] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
@@ -104,6 +110,10 @@ class EpochRecorder(keras.callbacks.Callback):
                 self.stop.lost.set()
             elif attempts.cancel_requested(session, self.attempt.job_id):
                 self.stop.cancelled.set()
+            if not self.stop.lost.is_set():
+                for write in self.also_write:
+                    write(session, epoch + 1)
+        self.write_seconds += time.perf_counter() - self._started - seconds
         self.stop.check_deadline()
         reason = self.stop.reason
         if reason == "hand_back" and epoch + 1 == self.epochs:
@@ -121,15 +131,18 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
     each save writes `epoch-<n>.weights.h5` and then commits by atomically replacing
     `training_metadata.json`, which names the epoch, so the last committed checkpoint stays whole.
     Restoring (model and optimizer state, then fit's initial epoch) is Keras' own.
+
+    `folder` is local (`storage.checkpoint_folder`); each file is also written to the artifact
+    store, weights first and the metadata last, so a job resumed on another machine finds it.
     """
 
     # It acts at epoch ends only. Without this, Keras sees the inherited batch hook and turns off
     # its asynchronous dispatch of batch hooks (converting every batch's logs in the training loop).
     async_safe = True
 
-    def __init__(self, folder: Path, interval: float, stop: Stop) -> None:
+    def __init__(self, job_id: str, folder: Path, interval: float, stop: Stop) -> None:
         super().__init__(backup_dir=str(folder), save_freq="epoch", delete_checkpoint=False)
-        self.folder, self.interval, self.stop = folder, interval, stop
+        self.job_id, self.folder, self.interval, self.stop = job_id, folder, interval, stop
         self._metadata = Path(self._training_metadata_path)
         self._saved_at = time.monotonic()
         self._save_seconds = 0.0
@@ -161,7 +174,8 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
         if self.stop.reason == "hand_back" or time.monotonic() - self._saved_at >= spacing:
             try:
                 self._commit(epoch + 1)
-            except OSError:  # training goes on; a crash would resume from an older checkpoint
+            # Training goes on (a disk or store error); a crash would resume from an older one.
+            except Exception:
                 log.exception("could not checkpoint epoch %d in %s", epoch + 1, self.folder)
 
     def _commit(self, epoch: int) -> None:
@@ -172,8 +186,11 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
         staging = self._metadata.with_name(self._metadata.name + ".part")
         staging.write_text(json.dumps({"epoch": epoch, "batch": 0}))
         os.replace(staging, self._metadata)
+        for written in (weights, self._metadata):  # nothing to do where the store is this folder
+            storage.upload(written, storage.checkpoint_key(self.job_id, written.name))
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old != weights:
                 old.unlink(missing_ok=True)
+                storage.delete(storage.checkpoint_key(self.job_id, old.name))
         self._save_seconds = time.perf_counter() - started
         self._saved_at = time.monotonic()

@@ -10,12 +10,18 @@ bounded number of times, where a redelivered message would retry it forever.
 """
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    setup_logging,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
-from service import queue
+from service import logs, queue
 from service.config import JOB_TIME_LIMIT_GRACE, get_settings
 from workers import shutdown
 
@@ -40,6 +46,13 @@ app.conf.update(
     worker_hijack_root_logger=False,
     task_routes={"training.run_job": {"queue": queue.QUEUES["auto"]}},
 )
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: Any = None, **_: Any) -> None:
+    """dendrite's logging (JSON lines, job ids) in place of Celery's, in the worker and its pool
+    processes."""
+    logs.configure(get_settings().log_format, loglevel or logging.INFO)
 
 
 @worker_ready.connect
@@ -73,4 +86,10 @@ def _warm_child(**_: Any) -> None:
 
     get_engine().dispose(close=False)
     queue.celery.cache_clear()  # nor the parent's broker connections
+    started = time.perf_counter()
     import workers.training  # noqa: F401 - warm TensorFlow and Keras before the job arrives
+    from workers import timings
+
+    timings.import_seconds = time.perf_counter() - started
+    with get_engine().connect():  # the job's claim finds a pooled connection (PostgreSQL) ready
+        pass

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from service import logs
 from workers.celery_app import app
 
 
@@ -9,4 +10,5 @@ from workers.celery_app import app
 def run_job(self: Any, job_id: str) -> None:
     from workers import training  # TensorFlow: child process only
 
-    training.run(job_id, worker=str(self.request.hostname or "unknown"))
+    with logs.job_context(job_id):  # every record logged meanwhile carries the job's id
+        training.run(job_id, worker=str(self.request.hostname or "unknown"))

@@ -1,6 +1,7 @@
 """data -> preprocessing -> model -> fit (callbacks) -> evaluate -> save, for one job id."""
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -17,8 +18,9 @@ from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
 from service.orm import Dataset, Job, JobStatus, Model, new_id
 from service.schemas import JobCreate
-from workers import shutdown
+from workers import diagnostics, shutdown
 from workers.callbacks import Checkpoint, EpochRecorder, Heartbeat, Stop, StopReason
+from workers.timings import Laps
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ def run(job_id: str, worker: str) -> None:
             request = JobCreate.model_validate(job.request)
             dataset = job.dataset
             session.expunge(dataset)
+            log.info("job %s: attempt %d, %s, %s", job_id, attempt.number, worker, job.device_used)
         _attempt(attempt, device, request, dataset)
 
 
@@ -63,8 +66,9 @@ def _attempt(attempt: Attempt, device: str | None, request: JobCreate, dataset: 
                 f"the job asks for a GPU, but worker {attempt.worker} has none; "
                 "use device 'auto' or 'cpu'"
             )
-        with tf.device(device):
-            _train(attempt, request, dataset, stop)
+        # The checkpoint lives in the store; a remote store's is copied to a local folder first.
+        with tf.device(device), storage.checkpoint_folder(attempt.job_id) as folder:
+            _train(attempt, request, dataset, stop, folder)
     except _Stopped as stopped:
         _stopped(attempt, stopped.reason)
     except DendriteError as error:
@@ -165,10 +169,19 @@ def _batches(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -> None:
+def _train(
+    attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop, folder: Path
+) -> None:
+    if request.repeats > 1:  # a part of a repeated job (service/repeats.py): a model per repeat
+        from workers import repeats
+
+        repeats.train(attempt, request, dataset, stop)
+        return
     training = request.training
+    laps = Laps()
     keras.utils.set_random_seed(training.seed or 0)
     plan, prepared = _prepare(request, dataset)
+    laps("load")
     try:
         model = builder.build(request.network, plan, prepared.normalization)
     except ValueError as error:
@@ -176,9 +189,8 @@ def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -
     # Several batches per call into TensorFlow: fewer Python round trips, same arithmetic.
     steps = max(1, -(-len(prepared.train) // training.batch_size))
     builder.compile_model(model, plan, training.optimizer, steps_per_execution=min(steps, 32))
-    checkpoint = Checkpoint(
-        storage.checkpoint_folder(attempt.job_id), get_settings().checkpoint_interval, stop
-    )
+    laps("build")
+    checkpoint = Checkpoint(attempt.job_id, folder, get_settings().checkpoint_interval, stop)
     resume_after = checkpoint.saved_epoch()
     with session_scope() as session:  # history past the checkpoint is trained again
         if not attempts.rewind(session, attempt, resume_after):
@@ -189,6 +201,10 @@ def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -
         )
     recorder = EpochRecorder(attempt, stop, plan.epochs)
     callbacks: list[keras.callbacks.Callback] = [recorder, checkpoint]
+    if training.diagnostics:  # before the recorder, which writes its rows with the epoch's
+        probe = diagnostics.Diagnostics(attempt, plan, prepared.train, training.seed or 0)
+        callbacks.insert(0, probe)
+        recorder.also_write.append(probe.write)
     if training.early_stopping is not None:
         stopping = training.early_stopping
         callbacks.append(
@@ -209,6 +225,8 @@ def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -
         verbose=0,
         callbacks=callbacks,
     )
+    laps("fit")
+    laps.add("epoch_writes", recorder.write_seconds)  # part of fit
     if recorder.stopped_for is not None:
         raise _Stopped(recorder.stopped_for)
     if stop.reason in ("lost", "cancelled"):  # noticed during the last epoch
@@ -219,7 +237,8 @@ def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -
             _batches(plan, prepared.test, batch_size), verbose=0, return_dict=True
         )
         test_metrics = {name: float(value) for name, value in evaluated.items()}
-    _save(attempt, model, plan, prepared, test_metrics)
+    laps("evaluate")
+    _save(attempt, model, plan, prepared, test_metrics, laps)
 
 
 def _save(
@@ -228,11 +247,15 @@ def _save(
     plan: plans.Plan,
     prepared: Prepared,
     test_metrics: dict[str, float] | None,
+    laps: Laps | None = None,
 ) -> None:
     job_id = attempt.job_id
     model_id = new_id()
     key = f"models/{model_id}.keras"
-    size = artifacts.save(model, storage.path(key))
+    with storage.local_target(key) as path:  # uploaded to a remote store when saved
+        size = artifacts.save(model, path)
+    if laps is not None:
+        laps("save")
     features: list[dict[str, Any]] = [
         {
             "name": f.name,
@@ -244,8 +267,13 @@ def _save(
         for f in plan.features
     ]
     input_schema = {"kind": plan.data, "features": features, "shape": plan.sample_shape}
+    evaluation = diagnostics.held_out(model, plan, prepared)
     outputs = {"targets": plan.targets, "labels": plan.labels}
+    if laps is not None:
+        laps("evaluate")
     with session_scope() as session:
+        if laps is not None:
+            session.get_one(Job, job_id).timings = laps.seconds
         session.add(
             Model(
                 id=model_id,
@@ -255,6 +283,7 @@ def _save(
                 input_schema=input_schema,
                 outputs=outputs,
                 test_metrics=test_metrics,
+                evaluation=evaluation,
                 parameters=int(model.count_params()),
                 size_bytes=size,
                 storage_key=key,

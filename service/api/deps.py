@@ -61,16 +61,28 @@ bearer = HTTPBearer(
 )
 
 
-def get_principal(
+async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """Who the request acts for; 401 without a valid key (everyone is the local admin when
     authentication is off). Its own short unit of work: recording a key's last use never holds a
-    write lock for the rest of the request."""
+    write lock for the rest of the request. A key seen in the last seconds needs no database
+    (`keys.recent`), nor a thread."""
     if not get_settings().auth_enabled:
         return keys.LOCAL
+    token = credentials.credentials if credentials else None
+    principal = keys.recent(token)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(_authenticate, token)
+    return principal
+
+
+def _authenticate(token: str | None) -> Principal:
     with session_scope() as session:
-        return keys.authenticate(session, credentials.credentials if credentials else None)
+        principal = keys.authenticate(session, token)
+    if token:
+        keys.remember(token, principal)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

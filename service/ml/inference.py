@@ -28,7 +28,8 @@ def _model(storage_key: str) -> keras.Model:
             _cache = LRUCache(maxsize=get_settings().prediction_cache_size)
         model = _cache.get(storage_key)
     if model is None:
-        model = artifacts.load(storage.path(storage_key))
+        with storage.local_file(storage_key) as path:  # a temporary copy from a remote store
+            model = artifacts.load(path)
         with _lock:
             _cache[storage_key] = model
     return model
@@ -58,6 +59,43 @@ def predict(
 
 
 def _tabular_inputs(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
+    fast = _tabular_inputs_fast(schema, instances)
+    return fast if fast is not None else _tabular_inputs_checked(schema, instances)
+
+
+def _tabular_inputs_fast(
+    schema: dict[str, Any], instances: list[Any]
+) -> dict[str, np.ndarray] | None:
+    """The inputs, column by column, when every value is plainly valid; None when any value needs
+    a closer look (a missing value, a wrong type, a number out of range), so that the checked
+    path below finds and names the first fault exactly as before."""
+    if not all(type(row) is dict for row in instances):
+        return None
+    inputs: dict[str, np.ndarray] = {}
+    for feature in schema["features"]:
+        name, fill = feature["name"], feature.get("fill")
+        values = [row.get(name) for row in instances]
+        if fill is not None:
+            values = [fill if value is None else value for value in values]
+        if feature["kind"] == "numeric":
+            if not all(type(value) is float or type(value) is int for value in values):
+                return None
+            try:
+                wide = np.asarray(values, dtype="float64")
+            except OverflowError:
+                return None
+            if not (np.abs(wide) <= _FLOAT32_MAX).all():  # NaN fails too
+                return None
+            # Converted from the values themselves, exactly as the checked path does.
+            inputs[feature["input"]] = np.asarray(values, dtype="float32").reshape(-1, 1)
+        else:
+            if not all(type(value) is str for value in values):
+                return None
+            inputs[feature["input"]] = np.asarray(values, dtype=object).reshape(-1, 1)
+    return inputs
+
+
+def _tabular_inputs_checked(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
     columns: dict[str, list[Any]] = {f["input"]: [] for f in schema["features"]}
     for row_index, row in enumerate(instances):
         if not isinstance(row, dict):
@@ -133,3 +171,15 @@ def evict(storage_key: str) -> None:
     with _lock:
         if _cache is not None:
             _cache.pop(storage_key, None)
+
+
+def loaded(storage_key: str) -> keras.Model:
+    """The model from the cache, loaded on first use (for inspection: forward pass, weights)."""
+    return _model(storage_key)
+
+
+def inputs(input_schema: dict[str, Any], instances: list[Any]) -> Any:
+    """Rows checked and converted as `predict` takes them, in the form the model takes."""
+    if input_schema["kind"] == "array":
+        return _array_inputs(input_schema, instances)
+    return builder.model_inputs(_tabular_inputs(input_schema, instances))

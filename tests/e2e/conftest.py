@@ -1,5 +1,6 @@
 """Real processes for end-to-end tests: `dendrite serve` (embedded) and the stack
-(`dendrite migrate`, `dendrite api`, `dendrite worker`) on PostgreSQL + Redis.
+(`dendrite migrate`, `dendrite api`, two `dendrite worker`s, started with docker-compose.yml's
+commands) on PostgreSQL + Redis + an S3 artifact store (moto's server on loopback).
 
 Stack tests skip on a laptop without PostgreSQL/Redis, but fail under CI=true.
 """
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+import yaml
+
+from tests.conftest import S3_CREDENTIALS, new_bucket
 
 STACK_DATABASE = "dendrite_e2e"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -22,6 +26,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("DENDRITE_E2E_REDIS", "redis://127.0.0.1:6379/9")
 DENDRITE = [sys.executable, "-m", "service.cli"]
+COMPOSE_FILE = Path(__file__).parents[2] / "docker-compose.yml"
+STACK_WORKERS = ("stack-1", "stack-2")
 
 
 def free_port() -> int:
@@ -140,21 +146,67 @@ def require_stack(database: str = STACK_DATABASE, redis_url: str | None = REDIS_
     return database_url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
+def compose_command(service: str) -> list[str]:
+    """The `dendrite` arguments docker-compose.yml runs for `service` (its image's entry point is
+    `dendrite`)."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return [str(argument) for argument in services[service]["command"]]
+
+
+def with_option(command: list[str], option: str, value: str) -> list[str]:
+    """`command` with `option` set to `value` (replaced where it is given, else added)."""
+    if option in command:
+        at = command.index(option)
+        return [*command[: at + 1], value, *command[at + 2 :]]
+    return [*command, option, value]
+
+
+def stack_worker_command(name: str) -> list[str]:
+    """The compose worker's command. Each compose replica has its own host name, so its node
+    name (`celery@<container>`) is unique; here every worker shares one host, so each gets the
+    name the stack tests know it by."""
+    return with_option(compose_command("worker"), "--name", f"{name}@%h")
+
+
+def wait_for_worker(service: Service, log: str, name: str, timeout: float = 120) -> None:
+    """Until the worker writing `<log>.log` says it consumes (Celery's `<name>@<host> ready.`)."""
+    marker = f"{name}@{socket.gethostname()} ready."
+    path = service.logs / f"{log}.log"
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and marker in path.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker {name} was not ready in {timeout} s; see {path}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def stack(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[Service]:
+    """docker-compose.yml's topology without Docker: `migrate`, then the API and two workers, each
+    started with the compose file's command; artifacts in S3 (moto's server, a fresh bucket)."""
     database_url = require_stack()
     root = tmp_path_factory.mktemp("stack")
     env = _env(
-        DENDRITE_DATA_DIR=str(root / "data"),
+        DENDRITE_DATA_DIR=str(root / "data"),  # nothing lands there: see test_stack.py
         DENDRITE_DATABASE_URL=database_url,
         DENDRITE_BROKER_URL=REDIS_URL,
+        DENDRITE_ARTIFACTS_URL=f"s3://{new_bucket(s3_endpoint)}/artifacts",
+        DENDRITE_S3_ENDPOINT_URL=s3_endpoint,
         DENDRITE_HEARTBEAT_INTERVAL="1",
         DENDRITE_STALE_AFTER="6",
+        DENDRITE_CHECKPOINT_INTERVAL="0",
+        **S3_CREDENTIALS,
     )
     port = free_port()
     service = Service(f"http://127.0.0.1:{port}", env, root)
-    subprocess.run([*DENDRITE, "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*DENDRITE, *compose_command("migrate")], env=env, check=True, capture_output=True
+    )
     service.use_new_key()
-    service.start("worker-1", "worker", "--name", "e2e-1@%h")
-    service.start("api", "api", "--port", str(port))
-    yield from service.serve()
+    for name in STACK_WORKERS:
+        service.start(name, *stack_worker_command(name))
+    api = with_option(compose_command("api"), "--host", "127.0.0.1")
+    service.start("api", *with_option(api, "--port", str(port)))
+    for ready in service.serve():
+        for name in STACK_WORKERS:
+            wait_for_worker(ready, name, name)
+        yield ready

@@ -4,6 +4,7 @@
 """
 
 import copy
+import json
 import time
 
 import keras
@@ -61,6 +62,11 @@ def test_concrete_regression_trains_and_predicts_raw_rows(embedded: Service) -> 
         for feature in client.get(f"/v1/models/{model_id}").json()["input_schema"]["features"]
     }
     np.testing.assert_allclose(model.predict_on_batch(inputs)[:, 0], predictions, rtol=1e-5)
+
+    # Logs are JSON lines (stderr is a file here); the worker's, during the job, carry its id.
+    lines = (embedded.logs / "serve.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(record.get("job_id") == job["id"] for record in records), lines[-20:]
 
 
 def test_predict_rejects_bad_rows(embedded: Service) -> None:

@@ -7,13 +7,20 @@ import keras
 import numpy as np
 import pytest
 
-from service import storage
+from service.config import get_settings
 from service.ml import artifacts
 from tests.ml.conftest import Trained
 
 
+def _model_path(key: str) -> Path:
+    """A file in the (local) artifact store's folder, as the worker saves it."""
+    path = get_settings().artifacts_path / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def test_save_writes_the_file_and_returns_its_size() -> None:
-    path = storage.path("models/m.keras")
+    path = _model_path("models/m.keras")
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
 
     size = artifacts.save(model, path)
@@ -24,7 +31,7 @@ def test_save_writes_the_file_and_returns_its_size() -> None:
 
 
 def test_save_replaces_an_existing_file() -> None:
-    path = storage.path("models/m.keras")
+    path = _model_path("models/m.keras")
     artifacts.save(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), path)
 
     artifacts.save(keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)]), path)
@@ -35,7 +42,7 @@ def test_save_replaces_an_existing_file() -> None:
 def test_load_tabular_model_with_text_features_predicts_identically(
     penguin_mass: Trained,
 ) -> None:
-    path = storage.path("models/mass.keras")
+    path = _model_path("models/mass.keras")
     artifacts.save(penguin_mass.model, path)
     x = penguin_mass.prepared.validation.x  # type: ignore[union-attr]
 
@@ -51,7 +58,7 @@ def test_load_tabular_model_with_text_features_predicts_identically(
 
 
 def test_load_array_model_predicts_identically(digits: Trained) -> None:
-    path = storage.path("models/digits.keras")
+    path = _model_path("models/digits.keras")
     artifacts.save(digits.model, path)
     x = digits.prepared.test.x  # type: ignore[union-attr]
 
@@ -65,7 +72,7 @@ def test_saved_model_loads_in_plain_keras_safe_mode(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
     trained: Trained = request.getfixturevalue(fixture)
-    path: Path = storage.path(f"models/{fixture}.keras")
+    path: Path = _model_path(f"models/{fixture}.keras")
     artifacts.save(trained.model, path)
     x = trained.prepared.train.x
 
@@ -75,7 +82,7 @@ def test_saved_model_loads_in_plain_keras_safe_mode(
 
 
 def test_load_refuses_a_lambda_layer() -> None:
-    path = storage.path("models/lambda.keras")
+    path = _model_path("models/lambda.keras")
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
     model.save(path)

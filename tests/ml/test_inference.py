@@ -26,7 +26,8 @@ def save() -> Iterator[Save]:
 
     def _save(trained: Trained) -> str:
         key = f"models/{uuid.uuid4().hex}.keras"
-        artifacts.save(trained.model, storage.path(key))
+        with storage.local_target(key) as path:
+            artifacts.save(trained.model, path)
         keys.append(key)
         return key
 
@@ -266,7 +267,7 @@ def test_predict_keeps_a_loaded_model_in_the_cache(penguin_mass: Trained, save: 
     assert _predict(key, penguin_mass, [PENGUIN]) == first  # answered from memory
 
     inference.evict(key)
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="not in the store"):
         _predict(key, penguin_mass, [PENGUIN])
 
 
@@ -283,5 +284,5 @@ def test_predict_drops_the_least_recently_used_model(
     storage.delete(second)
 
     _predict(first, penguin_mass, [PENGUIN])
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="not in the store"):
         _predict(second, penguin_mass, [PENGUIN])

@@ -62,8 +62,17 @@ def _history(session: Session, job: Job) -> list[tuple[int, float]]:
     return [(row.epoch, row.metrics["loss"]) for row in job.history]
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> str:
+    """The artifact store: a local directory, or S3 (moto's server), where the checkpoint of a
+    job handed back is all the next attempt finds."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_store")
+    return str(request.param)
+
+
 def test_handed_back_job_resumes_after_its_checkpoint(
-    session: Session, monkeypatch: pytest.MonkeyPatch
+    session: Session, monkeypatch: pytest.MonkeyPatch, store: str
 ) -> None:
     job, uninterrupted = _submit(session, epochs=6), _submit(session, epochs=6)
     run_job(uninterrupted.id)
@@ -73,8 +82,8 @@ def test_handed_back_job_resumes_after_its_checkpoint(
     session.refresh(job)
     assert job.status == JobStatus.queued and job.attempts == 0 and job.worker is None
     assert [epoch for epoch, _ in _history(session, job)] == [1, 2, 3]
-    checkpoint = Checkpoint(storage.checkpoint_folder(job.id), 0, Stop(utcnow()))
-    assert checkpoint.saved_epoch() == 3
+    with storage.checkpoint_folder(job.id) as folder:  # from S3: as another machine sees it
+        assert Checkpoint(job.id, folder, 0, Stop(utcnow())).saved_epoch() == 3
     # A worker that died after the checkpoint had written epochs the next attempt trains again.
     session.add(EpochMetric(job_id=job.id, epoch=4, metrics={"loss": -1.0}, seconds=0))
     session.commit()
@@ -88,7 +97,7 @@ def test_handed_back_job_resumes_after_its_checkpoint(
     assert [epoch for epoch, _ in resumed] == [1, 2, 3, 4, 5, 6]
     # Same seed: the resumed epochs see the same data order and state as an uninterrupted run.
     assert [loss for _, loss in resumed] == pytest.approx([loss for _, loss in expected], rel=1e-6)
-    assert not storage.checkpoint_folder(job.id).exists()
+    assert storage.list_keys(f"checkpoints/{job.id}") == []
 
 
 def test_job_requeued_without_a_checkpoint_trains_from_the_start(session: Session) -> None:
@@ -120,7 +129,7 @@ def test_job_past_its_time_limit_fails_with_that_reason(
     assert job.status == JobStatus.failed
     assert job.error is not None and "longer than the 1 s limit" in job.error
     assert 0 < job.epoch < 10_000
-    assert not storage.checkpoint_folder(job.id).exists()
+    assert storage.list_keys(f"checkpoints/{job.id}") == []
 
 
 def test_job_that_comes_back_after_its_time_ran_out_does_not_train(session: Session) -> None:

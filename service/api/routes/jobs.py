@@ -69,9 +69,21 @@ def get_job_history(
     job_id: str,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     offset: Offset = 0,
+    after_epoch: Annotated[
+        int | None,
+        Query(ge=0, le=2**31 - 1, description="Only epochs after this one: the next page."),
+    ] = None,
+    max_points: Annotated[
+        int | None,
+        Query(
+            ge=2,
+            le=100_000,
+            description="At most this many rows, evenly spaced, first and last epoch kept.",
+        ),
+    ] = None,
 ) -> HistoryRead:
     """One row per epoch with every loss and metric Keras logged, train and validation."""
-    return jobs.history(session, principal, job_id, limit, offset)
+    return jobs.history(session, principal, job_id, limit, offset, after_epoch, max_points)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)

@@ -1,12 +1,13 @@
 """Trained models: read, predict (JSON or CSV), download."""
 
 import io
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import pandas as pd
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from service import examples, models
@@ -77,9 +78,7 @@ def _to_csv(predictions: list[dict[str, Any]]) -> str:
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY)
-async def predict(
-    session: SessionDep, principal: CurrentPrincipal, model_id: str, request: Request
-) -> Any:
+async def predict(principal: CurrentPrincipal, model_id: str, request: Request) -> Any:
     """Predict from raw rows: JSON `{"instances": [...]}` in, JSON out; or CSV in, CSV out."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     body = await request.body()
@@ -98,21 +97,37 @@ async def predict(
         raise UnsupportedMediaType(
             f"Content-Type '{content_type}' is not accepted; send application/json or text/csv"
         )
-    predictions = await run_in_threadpool(models.predict, session, principal, model_id, instances)
+    # One thread for the lookup and the model (no request-long session: a recently seen model
+    # needs no database), and pydantic's own JSON encoder for the answer.
+    predictions = await run_in_threadpool(models.predict_recent, principal, model_id, instances)
     if content_type == "text/csv":
         return Response(_to_csv(predictions), media_type="text/csv")
-    return PredictResponse(predictions=predictions)
+    return Response(
+        PredictResponse(predictions=predictions).model_dump_json(), media_type="application/json"
+    )
 
 
 @router.get(
     "/{model_id}/download",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_model(session: SessionDep, principal: CurrentPrincipal, model_id: str) -> FileResponse:
+def download_model(
+    session: SessionDep, principal: CurrentPrincipal, model_id: str
+) -> StreamingResponse:
     """The `.keras` file: self-contained, preprocessing included; load it with safe_mode."""
-    return FileResponse(
-        models.file_path(session, principal, model_id),
+    handle, size = models.open_file(session, principal, model_id)
+    return StreamingResponse(
+        _chunks(handle),
         media_type="application/octet-stream",
-        filename=f"dendrite-{model_id}.keras",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="dendrite-{model_id}.keras"',
+        },
     )
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    """The file in 1 MiB pieces, read from the artifact store as the client takes them."""
+    with handle:
+        yield from iter(lambda: handle.read(1 << 20), b"")

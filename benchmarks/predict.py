@@ -1,0 +1,178 @@
+"""(c) Predictions over HTTP with keep-alive, 1 row and 1,000 rows, against in-process
+`predict_on_batch` on the same model file and against a server that calls `model.predict` per
+request (the usual first attempt at serving a Keras model).
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from benchmarks import concrete
+from benchmarks.harness import DATA, Figure, Run, Service, environment, free_port, percentile
+
+# In a fresh process: load the model as dendrite does, then time predict_on_batch alone.
+IN_PROCESS = """
+import json, sys, time
+import numpy as np
+from service.ml import artifacts, builder, inference
+
+path, schema = sys.argv[1], json.loads(sys.argv[2])
+rows = json.loads(open(sys.argv[3]).read())
+repeats = int(sys.argv[4])
+model = artifacts.load(__import__("pathlib").Path(path))
+result = {}
+for label, instances in rows.items():
+    inputs = builder.model_inputs(inference._tabular_inputs(schema, instances))
+    for _ in range(20):
+        model.predict_on_batch(inputs)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict_on_batch(inputs)
+        times.append((time.perf_counter() - started) * 1000)
+    result[label] = sorted(times)[len(times) // 2]
+print(json.dumps(result))
+"""
+
+# A FastAPI server that answers each request with model.predict on a pandas frame.
+PREDICT_PER_REQUEST_SERVER = """
+import json, sys
+import numpy as np, pandas as pd, uvicorn
+from fastapi import FastAPI, Request
+from service.ml import artifacts
+
+path, schema, port = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+model = artifacts.load(__import__("pathlib").Path(path))
+app = FastAPI()
+
+@app.post("/predict")
+async def predict(request: Request):
+    frame = pd.DataFrame((await request.json())["instances"])
+    inputs = {f["input"]: frame[[f["name"]]].to_numpy("float32") for f in schema["features"]}
+    return {"predictions": model.predict(inputs, verbose=0).tolist()}
+
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+"""
+
+
+def rows(count: int) -> list[dict[str, Any]]:
+    lines = (DATA / "concrete_data.csv").read_text().splitlines()
+    header = [name.strip() for name in lines[0].split(",")]
+    records = []
+    for line in lines[1:]:
+        values = [float(v) for v in line.split(",")]
+        records.append({n: v for n, v in zip(header, values, strict=True) if n != "Strength"})
+    return (records * (count // len(records) + 1))[:count]
+
+
+def latencies(client: httpx2.Client, path: str, body: dict[str, Any], repeats: int) -> list[float]:
+    """Milliseconds per request; the body is encoded once, so the client's JSON encoder (a few
+    ms for 1,000 rows) is not counted against the server."""
+    content = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    for _ in range(max(5, repeats // 10)):
+        client.post(path, content=content, headers=headers).raise_for_status()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        response = client.post(path, content=content, headers=headers)
+        times.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    return times
+
+
+def _per_request_server(model_file: Path, schema: dict[str, Any], repeats: int) -> float:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", PREDICT_PER_REQUEST_SERVER, str(model_file), json.dumps(schema),
+         str(port)],
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    client.post("/predict", json={"instances": rows(1)}).raise_for_status()
+                    break
+                except httpx2.TransportError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise
+                    time.sleep(0.3)
+            return percentile(latencies(client, "/predict", {"instances": rows(1)}, repeats), 0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run(run: Run, service: Service) -> None:
+    model_id = concrete.model(run, service)
+    model = service.client.get(f"/v1/models/{model_id}").json()
+    model_file = run.work / "concrete.keras"
+    model_file.write_bytes(service.client.get(f"/v1/models/{model_id}/download").content)
+    schema = model["input_schema"]
+    path = f"/v1/models/{model_id}/predict"
+    repeats = 50 if run.quick else 1000
+    one = latencies(service.client, path, {"instances": rows(1)}, repeats)
+    thousand = latencies(service.client, path, {"instances": rows(1000)}, max(20, repeats // 10))
+    rows_file = run.work / "rows.json"
+    rows_file.write_text(json.dumps({"1": rows(1), "1000": rows(1000)}))
+    in_process = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", IN_PROCESS, str(model_file), json.dumps(schema),
+             str(rows_file), str(repeats)],
+            env=environment(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )  # fmt: skip
+    per_request = _per_request_server(model_file, schema, max(20, repeats // 5))
+    p50, p99 = percentile(one, 0.5), percentile(one, 0.99)
+    run.add(
+        Figure(
+            "c",
+            "predict 1 row over HTTP, p50",
+            p50,
+            "ms",
+            goal="<= 2 ms",
+            passed=p50 <= 2,
+            baseline=in_process["1"],
+            baseline_name="in-process predict_on_batch",
+        )
+    )
+    run.add(
+        Figure("c", "predict 1 row over HTTP, p99", p99, "ms", goal="<= 10 ms", passed=p99 <= 10)
+    )
+    run.add(
+        Figure(
+            "c",
+            "predict 1 row over HTTP, p50, against a model.predict-per-request server",
+            p50,
+            "ms",
+            goal="ratio <= 1/15 (15x faster)",
+            passed=p50 * 15 <= per_request,
+            baseline=per_request,
+            baseline_name="model.predict per request, p50",
+        )
+    )
+    p50_1000 = percentile(thousand, 0.5)
+    run.add(
+        Figure(
+            "c",
+            "predict 1,000 rows over HTTP, p50",
+            p50_1000,
+            "ms",
+            goal="<= 15 ms",
+            passed=p50_1000 <= 15,
+            baseline=in_process["1000"],
+            baseline_name="in-process predict_on_batch",
+        )
+    )

@@ -1,0 +1,76 @@
+"""A job's gradient diagnostics, its plots (PNG or SVG), and an HTML page that shows them live."""
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from service import charts, diagnostics, jobs, keys, plots
+from service.api import job_page
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, bearer
+from service.config import get_settings
+from service.db import session_scope
+from service.schemas import DiagnosticsRead, ErrorBody
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_PLOT_RESPONSES: dict[int | str, dict[str, object]] = {
+    **AUTH_RESPONSES,
+    200: {"content": {"image/png": {}, "image/svg+xml": {}}, "description": "The plot."},
+    404: {"model": ErrorBody, "description": "No such job, or the plot does not apply to it."},
+    409: {"model": ErrorBody, "description": "The plot's data is not there yet."},
+}
+
+
+@router.get("/{job_id}/diagnostics", response_model=DiagnosticsRead, responses=AUTH_RESPONSES)
+def get_job_diagnostics(
+    session: SessionDep, principal: CurrentPrincipal, job_id: str
+) -> DiagnosticsRead:
+    """Per epoch and layer: gradient norm, dead or saturated units; vanishing/exploding flags."""
+    return diagnostics.read(session, principal, job_id)
+
+
+@router.get("/{job_id}/plots/{kind}.{fmt}", response_class=Response, responses=_PLOT_RESPONSES)
+def get_job_plot(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    job_id: str,
+    kind: Annotated[plots.PlotKind, Path(description="Which plot.")],
+    fmt: Annotated[plots.PlotFormat, Path(description="png or svg.")],
+) -> Response:
+    """A plot of the job: learning-curves, confusion-matrix, gradient-norms, predicted-vs-actual."""
+    image = plots.render(session, principal, job_id, kind, fmt)
+    return Response(image, media_type=charts.FORMATS[fmt], headers={"Cache-Control": "no-store"})
+
+
+def _optional_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> keys.Principal | None:
+    """The key's owner when the request sends a key (or authentication is off); else None."""
+    if not get_settings().auth_enabled:
+        return keys.LOCAL
+    if credentials is None:
+        return None
+    with session_scope() as session:
+        return keys.authenticate(session, credentials.credentials)
+
+
+@router.get(
+    "/{job_id}/page",
+    response_class=HTMLResponse,
+    responses={
+        **AUTH_RESPONSES,
+        404: {"model": ErrorBody, "description": "Sent with a key: no such job."},
+    },
+)
+def get_job_page(
+    session: SessionDep,
+    principal: Annotated[keys.Principal | None, Depends(_optional_principal)],
+    job_id: str,
+) -> HTMLResponse:
+    """An HTML page with the job's plots, updated live; it asks for your API key (no key needed)."""
+    if principal is not None:  # a browser sends no key; an API client that does is checked
+        jobs.get(session, principal, job_id)
+    return HTMLResponse(job_page.render(json.dumps(job_id)))

@@ -1,0 +1,109 @@
+"""A job's plots, drawn in the API process from what the database holds: history, diagnostics,
+and the held-out predictions the worker stored with the model."""
+
+from typing import Any, Literal
+
+from matplotlib.figure import Figure
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import charts, diagnostics, jobs
+from service.errors import Conflict, NotFound
+from service.keys import Principal
+from service.orm import EpochMetric, Job, JobStatus
+
+PlotKind = Literal["learning-curves", "confusion-matrix", "gradient-norms", "predicted-vs-actual"]
+PlotFormat = Literal["png", "svg"]
+
+
+def render(
+    session: Session, principal: Principal, job_id: str, kind: PlotKind, fmt: PlotFormat
+) -> bytes:
+    """The plot as PNG or SVG bytes; 404 where it does not apply, 409 where its data is not
+    there yet."""
+    job = jobs.get(session, principal, job_id)
+    figure = _DRAW[kind](session, job)
+    return charts.render(figure, fmt)
+
+
+def _learning_curves(session: Session, job: Job) -> Figure:
+    rows = session.scalars(
+        select(EpochMetric).where(EpochMetric.job_id == job.id).order_by(EpochMetric.epoch)
+    ).all()
+    if not rows:
+        raise Conflict(
+            f"job '{job.id}' has no finished epoch yet (it is {job.status}); the learning curves "
+            "appear after its first epoch",
+            field="job_id",
+        )
+    return charts.learning_curves([r.epoch for r in rows], [r.metrics for r in rows])
+
+
+def _gradient_norms(session: Session, job: Job) -> Figure:
+    if not diagnostics.enabled(job.request):
+        raise NotFound(
+            f"job '{job.id}' was submitted with training.diagnostics false, so it has no "
+            "gradient norms",
+            field="kind",
+        )
+    rows = diagnostics.rows(session, job.id)
+    if not rows:
+        raise Conflict(
+            f"job '{job.id}' has no diagnostics yet (it is {job.status}); they appear after its "
+            "first epoch",
+            field="job_id",
+        )
+    names = [layer["name"] for layer in rows[-1].layers]
+    names = [n for n in names if any(_norm(r.layers, n) is not None for r in rows)]  # kernels
+    norms = {name: [_norm(row.layers, name) for row in rows] for name in names}
+    flagged = {row.epoch: [f["kind"] for f in row.flags] for row in rows if row.flags}
+    return charts.gradient_norms([row.epoch for row in rows], norms, flagged)
+
+
+def _norm(layers: list[dict[str, Any]], name: str) -> float | None:
+    for layer in layers:
+        if layer["name"] == name:
+            norm: float | None = layer["gradient_norm"]
+            return norm
+    return None
+
+
+def _evaluation(job: Job, task: str, kind: str, instead: str) -> dict[str, Any]:
+    if job.task != task:
+        raise NotFound(
+            f"the {kind} plot is for {task} jobs; job '{job.id}' is a {job.task}: see {instead}",
+            field="kind",
+        )
+    if job.status != JobStatus.succeeded or job.model is None:
+        raise Conflict(
+            f"job '{job.id}' is {job.status}; the {kind} plot comes from the trained model's "
+            "predictions on the held-out rows, made when the job succeeds",
+            field="job_id",
+        )
+    evaluation = job.model.evaluation
+    if not evaluation:
+        raise NotFound(
+            f"job '{job.id}' held out no rows to predict (validation_split and test_split are "
+            f"0), so there is no {kind} plot",
+            field="kind",
+        )
+    return evaluation
+
+
+def _confusion_matrix(session: Session, job: Job) -> Figure:
+    evaluation = _evaluation(job, "classification", "confusion-matrix", "predicted-vs-actual")
+    matrix = evaluation["confusion_matrix"]
+    return charts.confusion_matrix(matrix["labels"], matrix["counts"], evaluation["split"])
+
+
+def _predicted_vs_actual(session: Session, job: Job) -> Figure:
+    evaluation = _evaluation(job, "regression", "predicted-vs-actual", "confusion-matrix")
+    return charts.predicted_vs_actual(evaluation["predicted_vs_actual"], evaluation["split"])
+
+
+_DRAW = {
+    "learning-curves": _learning_curves,
+    "confusion-matrix": _confusion_matrix,
+    "gradient-norms": _gradient_norms,
+    "predicted-vs-actual": _predicted_vs_actual,
+}
