@@ -121,9 +121,7 @@ class Settings(BaseSettings):
         description="A repeated job is split into at most this many worker tasks, each training "
         "its share of the repeats one after another (a task pays a process start).",
     )
-    max_sweep_trials: int = Field(
-        default=20, ge=1, description="Most trials (jobs) of one sweep."
-    )
+    max_sweep_trials: int = Field(default=20, ge=1, description="Most trials (jobs) of one sweep.")
     max_json_depth: int = Field(
         default=32, ge=1, description="Deepest nesting of arrays and objects in a JSON body."
     )

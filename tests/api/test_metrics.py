@@ -74,7 +74,13 @@ def test_request_latency_is_counted_by_route_template_method_and_status(
     client: TestClient,
 ) -> None:
     route = "/v1/jobs/{job_id}"
-    before = value(scrape(client), "dendrite_http_request_duration_seconds_count", route=route)
+    before = value(
+        scrape(client),
+        "dendrite_http_request_duration_seconds_count",
+        route=route,
+        method="GET",
+        status="404",
+    )
 
     for _ in range(2):
         assert client.get("/v1/jobs/0123456789abcdef").status_code == 404
