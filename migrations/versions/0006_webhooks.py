@@ -2,7 +2,7 @@
 and every delivery attempt
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-25 22:35:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

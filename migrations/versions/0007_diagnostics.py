@@ -1,7 +1,7 @@
 """per-epoch gradient diagnostics; a model's held-out predictions summary
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-11-25 22:40:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
