@@ -1,11 +1,14 @@
 """Dependencies shared by the routers."""
 
+import functools
+import inspect
 from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Query
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -24,9 +27,8 @@ def _session_ends() -> anyio.CapacityLimiter:
 async def get_session() -> AsyncIterator[Session]:
     """One unit of work per request: commit when the handler returns, roll back if it raises.
 
-    Commit and rollback run on threads of their own. On the request threads they would wait
-    behind handlers that wait for this very commit's write lock (SQLite allows one writer): under
-    load every request thread can be such a handler, and nothing moves until busy_timeout.
+    A handler on a `UnitOfWorkRoute` has already committed or rolled back on its own thread (see
+    there); what is left here is closing, and the commit of any other handler.
     """
     session = get_sessionmaker()()
     try:
@@ -44,6 +46,42 @@ async def _end(step: Callable[[], None]) -> None:
     # rollback would leave the transaction (and SQLite's write lock) open.
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(step, limiter=_session_ends())
+
+
+class UnitOfWorkRoute(APIRoute):
+    """A route whose plain (`def`) handler commits its session, or rolls it back, on the handler's
+    own thread, before the handler's thread goes back to the pool.
+
+    A write transaction holds SQLite's single write turn (`service.sqlite_writes`) from its first
+    INSERT until it ends. Ended later, after the handler returns, it held the turn while FastAPI
+    validated the response on a thread from the same pool (40 threads) where other handlers
+    waited for that turn: with 40 such waiters, nothing moved until the 30 s timeout ("database
+    is locked", found by tests/e2e/test_load.py). Ended on the handler's thread, a turn never
+    waits for a thread.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _ends_own_transaction(endpoint), **kwargs)
+
+
+def _ends_own_transaction(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(endpoint):
+        return endpoint  # async handlers open their own short units of work
+
+    @functools.wraps(endpoint)
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        sessions = [value for value in kwargs.values() if isinstance(value, Session)]
+        try:
+            result = endpoint(*args, **kwargs)
+            for session in sessions:
+                session.commit()
+        except BaseException:
+            for session in sessions:
+                session.rollback()
+            raise
+        return result
+
+    return handler
 
 
 # scope="function": commit before the response is sent, so a client that reads right after a 2xx

@@ -5,10 +5,19 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from service import datasets
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
+from service.api.deps import (
+    AUTH_RESPONSES,
+    CurrentPrincipal,
+    Limit,
+    Offset,
+    SessionDep,
+    UnitOfWorkRoute,
+)
 from service.schemas import DatasetPreview, DatasetRead, Page
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)

@@ -9,12 +9,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from service import charts, diagnostics, jobs, keys, plots
 from service.api import job_page
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, bearer
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute, bearer
 from service.config import get_settings
 from service.db import session_scope
 from service.schemas import DiagnosticsRead, ErrorBody
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=UnitOfWorkRoute)
 
 _PLOT_RESPONSES: dict[int | str, dict[str, object]] = {
     **AUTH_RESPONSES,

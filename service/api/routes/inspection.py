@@ -6,10 +6,12 @@ from fastapi import APIRouter, Body
 from fastapi.concurrency import run_in_threadpool
 
 from service import examples, models
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
 from service.schemas import ForwardRequest, ForwardResponse, WeightsResponse
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 FORWARD_EXAMPLES = {
     "concrete": {

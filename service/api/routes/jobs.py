@@ -5,11 +5,20 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from service import examples, jobs
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
+from service.api.deps import (
+    AUTH_RESPONSES,
+    CurrentPrincipal,
+    Limit,
+    Offset,
+    SessionDep,
+    UnitOfWorkRoute,
+)
 from service.orm import JobStatus
 from service.schemas import ErrorBody, HistoryRead, JobCreate, JobRead, Page
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 JOB_EXAMPLES = {
     "concrete": {

@@ -11,11 +11,20 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from service import examples, models
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
+from service.api.deps import (
+    AUTH_RESPONSES,
+    CurrentPrincipal,
+    Limit,
+    Offset,
+    SessionDep,
+    UnitOfWorkRoute,
+)
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.schemas import ModelRead, Page, PredictRequest, PredictResponse
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 _CSV_EXAMPLE = (
     "Cement,Blast Furnace Slag,Fly Ash,Water,Superplasticizer,Coarse Aggregate,Fine Aggregate,Age\n"

@@ -3,10 +3,12 @@
 from fastapi import APIRouter
 
 from service import jobs, repeats
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
 from service.schemas import RepeatsRead
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 
 @router.get("/{job_id}/repeats", response_model=RepeatsRead)

@@ -5,11 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from service import specs
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
 from service.api.routes.jobs import JOB_EXAMPLES
 from service.schemas import JobCreate, SpecSummary
 
-router = APIRouter(prefix="/v1/specs", tags=["specs"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/specs", tags=["specs"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 
 @router.post("/validate", response_model=SpecSummary)

@@ -5,10 +5,19 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response, status
 
 from service import examples, sweeps
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, Limit, Offset, SessionDep
+from service.api.deps import (
+    AUTH_RESPONSES,
+    CurrentPrincipal,
+    Limit,
+    Offset,
+    SessionDep,
+    UnitOfWorkRoute,
+)
 from service.schemas import ErrorBody, Page, SweepCreate, SweepRead
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1/sweeps", tags=["sweeps"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 SWEEP_EXAMPLES = {
     "concrete": {

@@ -3,10 +3,12 @@
 from fastapi import APIRouter
 
 from service import webhooks
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
 from service.schemas import WebhookDeliveryRead, WebhookSecretRead
 
-router = APIRouter(prefix="/v1", tags=["webhooks"], responses=AUTH_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["webhooks"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
+)
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecretRead)
