@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 import anyio
 import httpx2
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service import jobs
@@ -50,12 +51,21 @@ BATCH = 16  # deliveries claimed per round; the rest wait for the next one
 
 
 def secret(session: Session, owner: str) -> WebhookSecret:
-    """The owner's signing secret, made on first use."""
+    """The owner's signing secret, made on first use.
+
+    Two first uses at once (two submits, say) both find no row; the second insert does nothing,
+    and both sign with the secret that was stored (a plain insert was a 500 for the second).
+    """
     row = session.get(WebhookSecret, owner)
     if row is None:
-        row = WebhookSecret(owner=owner, secret=_new_secret(), created_at=utcnow())
-        session.add(row)
-        session.flush()
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        values = {"owner": owner, "secret": _new_secret(), "created_at": utcnow()}
+        session.execute(
+            dialect.insert(WebhookSecret)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["owner"])
+        )
+        row = session.get_one(WebhookSecret, owner)
     return row
 
 

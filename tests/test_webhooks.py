@@ -3,7 +3,9 @@ API processes cannot both win, backoff, and giving up."""
 
 import asyncio
 import copy
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx2
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from service import attempts, datasets, examples, jobs, keys, queue, webhooks
 from service.config import Settings, get_settings
+from service.db import get_sessionmaker
 from service.orm import Job, JobStatus, WebhookDelivery, utcnow
 from service.schemas import JobCreate
 from tests.conftest import DATA
@@ -128,3 +131,24 @@ def test_an_unreachable_receiver_is_a_recorded_error(session: Session) -> None:
 async def _deliver_once() -> int:
     async with httpx2.AsyncClient(timeout=10) as client:
         return await webhooks.deliver_due(client)
+
+
+def test_two_first_uses_of_a_secret_at_once_share_the_stored_one() -> None:
+    """The second first use finds no row (the first is not committed yet), inserts, and waits
+    for the first: it then signs with the first one's secret instead of failing."""
+    first, second = get_sessionmaker()(), get_sessionmaker()()
+    made = webhooks.secret(first, "carol").secret  # uncommitted: a row lock / the write turn
+
+    def second_use() -> str:
+        found = webhooks.secret(second, "carol").secret
+        second.commit()
+        return found
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(second_use)
+        time.sleep(0.3)  # the second is waiting on the first's insert
+        first.commit()
+        found = future.result(timeout=30)
+    first.close()
+    second.close()
+    assert found == made

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import keras
 from sqlalchemy.orm import Session
 
-from service import attempts, storage
+from service import attempts, logs, storage
 from service.attempts import Attempt
 from service.db import session_scope
 from service.orm import utcnow
@@ -66,11 +66,13 @@ class Heartbeat(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # a database blip must not end the heartbeat for good
-                log.exception("heartbeat for job %s failed", self.attempt.job_id)
+        # A thread starts with no job context of its own: its records carry the job id too.
+        with logs.job_context(self.attempt.job_id):
+            while not self._stop_event.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception:  # a database blip must not end the heartbeat for good
+                    log.exception("heartbeat for job %s failed", self.attempt.job_id)
 
     def beat(self) -> None:
         with session_scope() as session:
