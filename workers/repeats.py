@@ -17,10 +17,8 @@ from service import attempts, storage
 from service.attempts import Attempt
 from service.db import session_scope
 from service.errors import DendriteError
-from service.ml import artifacts, builder
-from service.ml import plan as plans
-from service.ml.preprocessing import Prepared
-from service.orm import Dataset, Job, JobRepeat, JobStatus, Model, new_id, utcnow
+from service.ml import builder
+from service.orm import Dataset, Job, JobRepeat, JobStatus, utcnow
 from service.schemas import JobCreate
 from workers import training
 from workers.callbacks import EpochRecorder, Stop
@@ -72,16 +70,7 @@ def _repeat(
         )
     recorder = EpochRecorder(attempt, stop, plan.epochs)
     callbacks: list[keras.callbacks.Callback] = [recorder]
-    if settings.early_stopping is not None:
-        stopping = settings.early_stopping
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=stopping.monitor,
-                patience=stopping.patience,
-                min_delta=stopping.min_delta,
-                restore_best_weights=stopping.restore_best_weights,
-            )
-        )
+    callbacks += training.early_stopping(settings)
     batch_size = settings.batch_size
     validation = prepared.validation
     fitted = model.fit(
@@ -111,7 +100,9 @@ def _repeat(
         "finished_at": utcnow(),
     }
     # Repeat 0's model is the job's: it serves the job's predictions.
-    saved = _save_model(model, plan, prepared, test_metrics) if repeat.index == 0 else None
+    saved = None
+    if repeat.index == 0:
+        saved = training.stored_model(model, plan, prepared, test_metrics)
     with session_scope() as session:
         if not attempts.touch(session, attempt):
             session.rollback()
@@ -123,33 +114,3 @@ def _repeat(
             saved.job_id = parent_id
             saved.owner = session.get_one(Job, parent_id).owner
             session.add(saved)
-
-
-def _save_model(
-    model: keras.Model, plan: plans.Plan, prepared: Prepared, test_metrics: dict[str, float]
-) -> Model:
-    """The model file, stored, and its row (without its job, which the caller sets)."""
-    model_id = new_id()
-    key = f"models/{model_id}.keras"
-    with storage.local_target(key) as path:
-        size = artifacts.save(model, path)
-    features = [
-        {
-            "name": f.name,
-            "input": f.input,
-            "kind": f.kind,
-            "categories": f.categories,
-            "fill": prepared.fills.get(f.name),
-        }
-        for f in plan.features
-    ]
-    return Model(
-        id=model_id,
-        task=plan.task,
-        input_schema={"kind": plan.data, "features": features, "shape": plan.sample_shape},
-        outputs={"targets": plan.targets, "labels": plan.labels},
-        test_metrics=test_metrics,
-        parameters=int(model.count_params()),
-        size_bytes=size,
-        storage_key=key,
-    )

@@ -17,7 +17,7 @@ from service.ml import artifacts, builder
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
 from service.orm import Dataset, Job, JobStatus, Model, new_id
-from service.schemas import JobCreate
+from service.schemas import JobCreate, Training
 from workers import diagnostics, shutdown
 from workers.callbacks import Checkpoint, EpochRecorder, Heartbeat, Stop, StopReason
 from workers.timings import Laps
@@ -205,16 +205,7 @@ def _train(
         probe = diagnostics.Diagnostics(attempt, plan, prepared.train, training.seed or 0)
         callbacks.insert(0, probe)
         recorder.also_write.append(probe.write)
-    if training.early_stopping is not None:
-        stopping = training.early_stopping
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=stopping.monitor,
-                patience=stopping.patience,
-                min_delta=stopping.min_delta,
-                restore_best_weights=stopping.restore_best_weights,
-            )
-        )
+    callbacks += early_stopping(training)
     validation = prepared.validation
     batch_size = training.batch_size
     model.fit(
@@ -250,6 +241,28 @@ def _save(
     laps: Laps | None = None,
 ) -> None:
     job_id = attempt.job_id
+    row = stored_model(model, plan, prepared, test_metrics, laps)
+    with session_scope() as session:
+        job = session.get_one(Job, job_id)
+        if laps is not None:
+            job.timings = laps.seconds
+        row.job_id, row.owner = job_id, job.owner
+        session.add(row)
+        if attempts.end(session, attempt, JobStatus.succeeded):
+            return
+        session.rollback()
+    storage.delete(row.storage_key)
+    log.warning("job %s: another attempt holds it now; this attempt's model is dropped", job_id)
+
+
+def stored_model(
+    model: keras.Model,
+    plan: plans.Plan,
+    prepared: Prepared,
+    test_metrics: dict[str, float] | None,
+    laps: Laps | None = None,
+) -> Model:
+    """Save the trained model to the store; its row, without the job and owner (the caller's)."""
     model_id = new_id()
     key = f"models/{model_id}.keras"
     with storage.local_target(key) as path:  # uploaded to a remote store when saved
@@ -266,34 +279,35 @@ def _save(
         }
         for f in plan.features
     ]
-    input_schema = {"kind": plan.data, "features": features, "shape": plan.sample_shape}
     evaluation = diagnostics.held_out(model, plan, prepared)
-    outputs = {"targets": plan.targets, "labels": plan.labels}
     if laps is not None:
         laps("evaluate")
-    with session_scope() as session:
-        if laps is not None:
-            session.get_one(Job, job_id).timings = laps.seconds
-        session.add(
-            Model(
-                id=model_id,
-                owner=session.get_one(Job, job_id).owner,
-                job_id=job_id,
-                task=plan.task,
-                input_schema=input_schema,
-                outputs=outputs,
-                test_metrics=test_metrics,
-                evaluation=evaluation,
-                parameters=int(model.count_params()),
-                size_bytes=size,
-                storage_key=key,
-            )
+    return Model(
+        id=model_id,
+        task=plan.task,
+        input_schema={"kind": plan.data, "features": features, "shape": plan.sample_shape},
+        outputs={"targets": plan.targets, "labels": plan.labels},
+        test_metrics=test_metrics,
+        evaluation=evaluation,
+        parameters=int(model.count_params()),
+        size_bytes=size,
+        storage_key=key,
+    )
+
+
+def early_stopping(training: Training) -> list[keras.callbacks.Callback]:
+    """Keras' EarlyStopping as the request sets it, if it does."""
+    stopping = training.early_stopping
+    if stopping is None:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=stopping.monitor,
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            restore_best_weights=stopping.restore_best_weights,
         )
-        if attempts.end(session, attempt, JobStatus.succeeded):
-            return
-        session.rollback()
-    storage.delete(key)
-    log.warning("job %s: another attempt holds it now; this attempt's model is dropped", job_id)
+    ]
 
 
 def _end(attempt: Attempt, status: JobStatus, error: str) -> None:
