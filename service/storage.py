@@ -51,6 +51,19 @@ def _store() -> tuple[Any, str]:
     return fs, str(root).rstrip("/")
 
 
+def reachable() -> bool:
+    """Whether the store answers: a local root that exists (or can be made) and is writable, or
+    a bucket that the remote store can see."""
+    try:
+        fs, root = _store()
+        if isinstance(fs, LocalFileSystem):
+            Path(root).mkdir(parents=True, exist_ok=True)
+            return os.access(root, os.W_OK | os.X_OK)
+        return bool(fs.exists(root.split("/", 1)[0]))
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+
+
 def is_local() -> bool:
     return isinstance(_store()[0], LocalFileSystem)
 

@@ -1,12 +1,14 @@
 """Liveness, readiness and the OpenAPI docs."""
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service import examples, queue
-from service.config import get_settings
+from service.config import Settings, get_settings
 from tests.api.conftest import upload_file
 
 
@@ -21,7 +23,10 @@ def test_readyz_with_database_and_broker_returns_ready(client: TestClient) -> No
     response = client.get("/readyz")
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ready", "checks": {"database": True, "broker": True}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": True, "broker": True, "artifacts": True},
+    }
 
 
 def test_readyz_with_unreachable_broker_returns_503(
@@ -37,8 +42,41 @@ def test_readyz_with_unreachable_broker_returns_503(
     assert response.status_code == 503, response.text
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": True, "broker": False},
+        "checks": {"database": True, "broker": False, "artifacts": True},
     }
+
+
+def test_readyz_checks_the_s3_store(s3_store: Settings, client: TestClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["artifacts"] is True
+
+
+def test_readyz_with_unreachable_artifact_store_returns_503(
+    s3_store: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DENDRITE_ARTIFACTS_URL", f"s3://dendrite-missing-{uuid.uuid4().hex[:8]}")
+    get_settings.cache_clear()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503, response.text
+    assert response.json()["checks"] == {"database": True, "broker": True, "artifacts": False}
+
+
+def test_readyz_with_a_local_store_it_cannot_write_returns_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a folder")
+    monkeypatch.setenv("DENDRITE_ARTIFACTS_URL", str(occupied / "artifacts"))
+    get_settings.cache_clear()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503, response.text
+    assert response.json()["checks"]["artifacts"] is False
 
 
 def job_body_examples(schema: dict[str, Any], path: str) -> dict[str, Any]:

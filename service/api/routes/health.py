@@ -1,11 +1,13 @@
 """Liveness and readiness."""
 
+from collections.abc import Callable
+
+import anyio
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service import queue
+from service import queue, storage
 from service.db import get_engine
 
 router = APIRouter(tags=["health"])
@@ -26,12 +28,23 @@ def _database_ok() -> bool:
         return False
 
 
+CHECK_SECONDS = 5.0
+
+
+async def _check(probe: Callable[[], bool]) -> bool:
+    """`probe` on a thread; a probe that has not answered within CHECK_SECONDS is a failure."""
+    with anyio.move_on_after(CHECK_SECONDS):
+        return await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+    return False
+
+
 @router.get("/readyz")
 async def readyz() -> JSONResponse:
-    """Ready when the database and the broker answer; 503 otherwise."""
+    """Ready when the database, the broker and the artifact store answer; 503 otherwise."""
     checks = {
-        "database": await run_in_threadpool(_database_ok),
-        "broker": await run_in_threadpool(queue.broker_reachable),
+        "database": await _check(_database_ok),
+        "broker": await _check(queue.broker_reachable),
+        "artifacts": await _check(storage.reachable),
     }
     ready = all(checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
