@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -37,6 +37,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _savepoint_in_transaction(
+            conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+        ) -> None:
+            # pysqlite begins a transaction before INSERT, UPDATE and DELETE, not before
+            # SAVEPOINT; SQLite then makes the savepoint the transaction, and releasing it
+            # commits: everything before the rest of the unit of work.
+            dbapi_connection = conn.connection.dbapi_connection
+            if statement.startswith("SAVEPOINT") and not dbapi_connection.in_transaction:
+                dbapi_connection.execute("BEGIN")
 
         database = engine.url.database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -70,6 +81,21 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def serialize(session: Session, name: str) -> None:
+    """Until the session's transaction ends, other transactions that call this with the same
+    `name` wait here: for a decision that must not race (count, then insert).
+
+    PostgreSQL: a transaction-scoped advisory lock on the name's hash. SQLite: the write turn,
+    which admits one writer at a time whatever the name.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        lock = text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
+        connection.execute(lock, {"name": name})
+    elif connection.dialect.name == "sqlite":
+        sqlite_writes.take_now(connection)
 
 
 def alembic_config(url: str | None = None) -> "AlembicConfig":

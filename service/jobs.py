@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service import datasets, queue, repeats, storage
 from service.config import get_settings
+from service.db import serialize
 from service.errors import Conflict, NotFound, TooManyRequests
 from service.keys import Principal
 from service.ml import plan as plans
@@ -99,6 +100,9 @@ def _scoped(owner: str, idempotency_key: str | None) -> str | None:
 
 
 def _check_active_limit(session: Session, owner: str) -> None:
+    # Counted with the owner's other submits held back until this one commits: otherwise
+    # simultaneous submits each count the others' jobs as absent, and all pass.
+    serialize(session, f"active-jobs:{owner}")
     limit = get_settings().max_active_jobs_per_owner
     active = (
         session.scalar(

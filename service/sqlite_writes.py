@@ -13,13 +13,14 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import OperationalError
 
-_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT")  # a savepoint is for writing
 
 
 class WriteTurns:
@@ -78,15 +79,28 @@ def _no_turn(timeout: float) -> OperationalError:
     return OperationalError("take a write turn", None, Exception(reason))
 
 
+_installed: "weakref.WeakKeyDictionary[Engine, WriteTurns]" = weakref.WeakKeyDictionary()
+
+
+def take_now(connection: Connection) -> None:
+    """Take the write turn for `connection`'s transaction before its first write (a transaction
+    that must read what it is about to decide on with no writer in between); it is given back
+    when the transaction ends. Nothing happens on an engine without write turns."""
+    turns = _installed.get(connection.engine)
+    if turns is not None:
+        turns.take(connection.connection.dbapi_connection)
+
+
 def install(engine: Engine, lock_path: Path, timeout: float) -> WriteTurns:
     """Make every write transaction on `engine` wait for its turn (SQLite engines only)."""
     turns = WriteTurns(lock_path, timeout)
+    _installed[engine] = turns
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before_write(
         conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
     ) -> None:
-        if statement.lstrip()[:7].upper().startswith(_DML):
+        if statement.lstrip()[:9].upper().startswith(_DML):
             turns.take(conn.connection.dbapi_connection)
 
     def _after_end(conn: Any) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service import datasets, jobs, repeats
 from service.config import get_settings
+from service.db import serialize
 from service.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from service.keys import Principal
 from service.orm import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus, Sweep
@@ -220,6 +221,7 @@ def create(session: Session, principal: Principal, request: SweepCreate) -> Swee
 
 
 def _check_room(session: Session, owner: str, trials: int) -> None:
+    serialize(session, f"active-jobs:{owner}")  # as jobs.submit does
     limit = get_settings().max_active_jobs_per_owner
     active = (
         session.scalar(

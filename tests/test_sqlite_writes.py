@@ -5,8 +5,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
+from service.db import make_engine
 from service.sqlite_writes import WriteTurns
 
 
@@ -77,3 +80,19 @@ def threading_take(turns: WriteTurns) -> None:
     thread.join(timeout=5)
     if raised:
         raise raised[0]
+
+
+def test_a_released_savepoint_commits_nothing_before_the_transaction_does(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'savepoint.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE item (name TEXT)"))
+    try:
+        with Session(engine) as writer, Session(engine) as reader:
+            with writer.begin_nested():  # the transaction's first statement
+                writer.execute(text("INSERT INTO item VALUES ('first')"))
+            count = text("SELECT count(*) FROM item")
+            assert reader.scalar(count) == 0
+            writer.rollback()
+            assert reader.scalar(count) == 0
+    finally:
+        engine.dispose()
