@@ -35,6 +35,7 @@ def sqlite_file(
     url = f"sqlite:///{tmp_path / 'turns.db'}"
     upgrade_database(url)
     monkeypatch.setattr(settings, "database_url", url)
+    get_engine().dispose()  # the test database's engine; a new one is made after this test
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
     yield
