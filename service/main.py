@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service import attempts, repeats, webhooks
 from service.api import errors
+from service.api.key_first import KeyBeforeBody
 from service.api.limits import RequestLimits
 from service.api.metrics import RequestMetrics
 from service.api.routes import datasets, health, models, specs
@@ -85,6 +86,7 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(RequestLimits)
+    app.add_middleware(KeyBeforeBody)  # before anything reads a body
     app.add_middleware(RequestMetrics)  # outermost: times refused bodies too
     app.include_router(metric_routes.router)
     for router in (health.router, datasets.router, job_routes.router, specs.router, models.router):

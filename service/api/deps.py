@@ -108,7 +108,11 @@ async def get_principal(
     (`keys.recent`), nor a thread."""
     if not get_settings().auth_enabled:
         return keys.LOCAL
-    token = credentials.credentials if credentials else None
+    return await principal_for(credentials.credentials if credentials else None)
+
+
+async def principal_for(token: str | None) -> Principal:
+    """The principal a bearer token acts for; `errors.Unauthorized` if none."""
     principal = keys.recent(token)
     if principal is None:
         principal = await anyio.to_thread.run_sync(_authenticate, token)

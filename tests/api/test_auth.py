@@ -82,6 +82,59 @@ def test_request_without_key_uploads_nothing(anonymous: TestClient) -> None:
         assert session.scalars(select(Dataset)).all() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/v1/jobs", b'{"dataset_id": ', "application/json"),  # malformed JSON
+        ("/v1/specs/validate", b"[" * 10_000, "application/json"),  # too deep
+        ("/v1/models/some-id/predict", b"\xff\xfe", "text/csv"),
+    ],
+)
+def test_body_without_key_gets_401_not_its_validation_error(
+    anonymous: TestClient, path: str, body: bytes, content_type: str
+) -> None:
+    response = anonymous.post(path, content=body, headers={"Content-Type": content_type})
+
+    assert_unauthorized(response)
+
+
+def test_body_without_valid_key_is_never_read(client: TestClient) -> None:
+    """The app answers 401 without asking for one byte of the body."""
+    received: list[str] = []
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        received.append("body")
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    for authorization in (b"", b"Bearer dk_unknown"):
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/datasets",
+            "raw_path": b"/v1/datasets",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"content-type", b"multipart/form-data; boundary=x"),
+                (b"content-length", b"104857600"),
+                *([(b"authorization", authorization)] if authorization else []),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
+
+    assert received == []
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [401, 401]
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
 def test_open_endpoints_answer_without_key(anonymous: TestClient, path: str) -> None:
     response = anonymous.get(path)
