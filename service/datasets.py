@@ -1,6 +1,8 @@
 """Dataset use cases: upload (store, detect the format, infer the schema), look up, preview, delete.
 
-Plain functions over a Session: they flush, never commit.
+Plain functions over a Session: they flush, never commit. Stored files follow the transaction:
+an upload's file goes if the transaction rolls back, a deleted dataset's files only once the
+delete has committed.
 """
 
 from itertools import chain
@@ -9,7 +11,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from service import csv_stats, errors, npz, orm, storage, tabular
@@ -25,6 +27,21 @@ ACCEPTED = (
     f"(.npz: numpy.savez arrays {npz.NPZ_KEYS})"
 )
 MAX_NAME_LENGTH = 255
+_ON_ROLLBACK, _ON_COMMIT = "dendrite.delete_on_rollback", "dendrite.delete_on_commit"
+
+
+@event.listens_for(Session, "after_commit")
+def _files_after_commit(session: Session) -> None:
+    session.info.pop(_ON_ROLLBACK, None)
+    for key in session.info.pop(_ON_COMMIT, []):
+        storage.delete(key)
+
+
+@event.listens_for(Session, "after_rollback")
+def _files_after_rollback(session: Session) -> None:
+    session.info.pop(_ON_COMMIT, None)
+    for key in session.info.pop(_ON_ROLLBACK, []):
+        storage.delete(key)
 
 
 def create(
@@ -80,6 +97,7 @@ def create(
         except BaseException:
             storage.delete(key)
             raise
+    session.info.setdefault(_ON_ROLLBACK, []).append(key)  # a commit that fails leaves no file
     return dataset
 
 
@@ -200,8 +218,8 @@ def delete(session: Session, principal: Principal, dataset_id: str) -> None:
     # A bulk delete lets the database cascade to jobs and models (loaded jobs are not nulled).
     session.execute(sql_delete(orm.Dataset).where(orm.Dataset.id == dataset_id))
     session.flush()
-    for key in [dataset.storage_key, *model_keys]:
-        storage.delete(key)
+    # The files go once the rows have: a delete that fails to commit leaves both.
+    session.info.setdefault(_ON_COMMIT, []).extend([dataset.storage_key, *model_keys])
 
 
 def load_frame(dataset: orm.Dataset) -> pd.DataFrame:

@@ -419,12 +419,35 @@ def test_delete_removes_row_file_and_finished_jobs(session: Session) -> None:
     session.flush()
 
     datasets.delete(session, OWNER, dataset.id)
+    assert storage.exists(dataset.storage_key)  # until the delete commits
+    session.commit()
 
     assert not storage.exists(dataset.storage_key)
     assert dataset_count(session) == 0
     assert session.scalar(select(func.count()).select_from(orm.Job)) == 0
     with pytest.raises(errors.NotFound):
         datasets.delete(session, OWNER, dataset.id)
+
+
+def test_delete_rolled_back_keeps_row_and_file(session: Session) -> None:
+    dataset = upload(session, CONCRETE)
+    session.commit()
+
+    datasets.delete(session, OWNER, dataset.id)
+    session.rollback()
+
+    assert storage.exists(dataset.storage_key)
+    assert dataset_count(session) == 1
+
+
+def test_upload_rolled_back_leaves_no_file(session: Session) -> None:
+    dataset = upload(session, CONCRETE)
+    assert storage.exists(dataset.storage_key)
+
+    session.rollback()  # as when the commit after the upload fails
+
+    assert not storage.exists(dataset.storage_key)
+    assert dataset_count(session) == 0
 
 
 def test_preview_returns_json_safe_records(session: Session) -> None:
