@@ -188,8 +188,13 @@ def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
         ]
     # Columns recorded as text stay text, even where the first rows alone look numeric.
     text_columns = [column["name"] for column in dataset.columns if column["dtype"] == "string"]
-    with storage.local_file(dataset.storage_key) as path:
-        frame = tabular.read_table(path, dataset.format, nrows=limit, text_columns=text_columns)
+    if dataset.format == "csv":  # the header and `limit` records, not the whole file
+        with storage.local_head(dataset.storage_key, limit + 1) as path:
+            frame = tabular.read_table(path, "csv", nrows=limit, text_columns=text_columns)
+    else:  # Parquet: the footer and the first row group, read where they lie
+        handle, _ = storage.open_read(dataset.storage_key)
+        with handle:
+            frame = tabular.read_table(handle, "parquet", nrows=limit, text_columns=text_columns)
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [
         {str(key): tabular.python_value(value) for key, value in row.items()} for row in records

@@ -6,7 +6,7 @@ indices (or run-length encoded numbers) can stand for gigabytes.
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # tabular reads Parquet through this module
 BATCH_ROWS = 1 << 16
 
 
-def read_table(path: Path, nrows: int | None, limits: "Limits | None") -> pa.Table:
+def read_table(path: Path | IO[bytes], nrows: int | None, limits: "Limits | None") -> pa.Table:
     """The file (or its first `nrows` rows) as an Arrow table with the file's own schema."""
     schema = pq.read_schema(path)
     text = [field.name for field in schema if _is_text(field.type)]

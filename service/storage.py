@@ -11,6 +11,7 @@ local file and the store is remote, it gets a temporary copy (`local_file`, `loc
 import hashlib
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,7 @@ CHUNK_BYTES = 1 << 20
 # S3 uploads: one PUT below two parts, else a multipart upload of parts this size (S3's least is
 # 5 MiB). s3fs holds one part in memory at a time.
 PART_BYTES = 8 << 20
+HEAD_BYTES = 256 << 10  # reads of a remote file's first records (previews)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,42 @@ def local_file(key: str) -> Iterator[Path]:
         local = Path(folder) / posixpath.basename(remote)
         fs.get_file(remote, str(local))
         yield local
+
+
+@contextmanager
+def local_head(key: str, records: int) -> Iterator[Path]:
+    """A local file with the first `records` CSV records of `key`: the stored file itself in a
+    local store, else a temporary copy of only those bytes (a preview of a large remote file
+    reads a block or two of it). FileNotFoundError if absent."""
+    fs, remote, target = _locate(key)
+    if target is not None:
+        with local_file(key) as path:
+            yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="dendrite-") as folder:
+        local = Path(folder) / posixpath.basename(remote)
+        with fs.open(remote, "rb", block_size=HEAD_BYTES) as source, local.open("wb") as copy:
+            _copy_records(source, copy, records)
+        yield local
+
+
+_QUOTE_OR_NEWLINE = re.compile(rb'["\n]')
+
+
+def _copy_records(source: IO[bytes], copy: IO[bytes], records: int) -> None:
+    """Copy up to the end of the `records`-th CSV record: its newline is outside double quotes
+    (a quote inside a quoted field is doubled, so counting quotes tells inside from outside)."""
+    in_quotes, left = False, records
+    for chunk in iter(lambda: source.read(HEAD_BYTES), b""):
+        for match in _QUOTE_OR_NEWLINE.finditer(chunk):
+            if match.group() == b'"':
+                in_quotes = not in_quotes
+            elif not in_quotes:
+                left -= 1
+                if left == 0:
+                    copy.write(chunk[: match.end()])
+                    return
+        copy.write(chunk)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +66,7 @@ class Limits:
 
 
 def read_table(
-    path: Path,
+    path: Path | IO[bytes],
     file_format: str,
     nrows: int | None = None,
     text_columns: Collection[str] = (),
@@ -77,11 +77,12 @@ def read_table(
     `nrows` reads only the first rows (previews); `text_columns` are kept as strings; `limits`
     refuses an upload over them (a 4xx) before it fills memory.
     """
-    frame = (
-        _read_csv(path, nrows, text_columns, limits)
-        if file_format == "csv"
-        else _read_parquet(path, nrows, limits)
-    )
+    if file_format == "csv":
+        if not isinstance(path, Path):
+            raise TypeError("a CSV is read from a path")
+        frame = _read_csv(path, nrows, text_columns, limits)
+    else:  # Parquet, from a path or an open binary file
+        frame = _read_parquet(path, nrows, limits)
     if nrows is None and frame.empty:
         raise errors.InvalidInput("the file has column names but no data rows", field="file")
     for name in frame.columns:
@@ -146,7 +147,7 @@ def _not_utf8(path: Path) -> errors.InvalidInput:
     return errors.InvalidInput("the CSV must be UTF-8 text; save it as 'CSV UTF-8'", field="file")
 
 
-def _read_parquet(path: Path, nrows: int | None, limits: Limits | None) -> pd.DataFrame:
+def _read_parquet(path: Path | IO[bytes], nrows: int | None, limits: Limits | None) -> pd.DataFrame:
     try:
         frame = parquet.read_table(path, nrows, limits).to_pandas()
     except (pa.ArrowException, OSError) as error:

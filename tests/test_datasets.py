@@ -480,6 +480,24 @@ def test_preview_keeps_text_columns_as_text(session: Session) -> None:
     ]
 
 
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_preview_from_s3_matches_the_local_one(
+    session: Session, tmp_path: Path, file_format: str, request: pytest.FixtureRequest
+) -> None:
+    """The preview reads only the head (CSV) or the footer and first row group (Parquet) of a
+    remote file, and shows what a local store's preview shows."""
+    content = PENGUINS
+    if file_format == "parquet":
+        pd.read_csv(DATA / "penguins.csv").to_parquet(tmp_path / "p.parquet")
+        content = (tmp_path / "p.parquet").read_bytes()
+    local = datasets.preview(upload(session, content, f"penguins.{file_format}"), limit=7)
+    request.getfixturevalue("s3_store")
+
+    remote = datasets.preview(upload(session, content, f"penguins.{file_format}"), limit=7)
+
+    assert remote == local and len(remote) == 7
+
+
 def test_preview_npz_returns_index_x_and_y(session: Session) -> None:
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     dataset = upload(session, npz_bytes(x=x, y=np.array([0, 1, 1, 0], dtype=np.int64)), "a.npz")

@@ -164,6 +164,34 @@ def test_open_read_streams_the_object_with_its_size(store: str) -> None:
     assert size == len(body) and b"".join(pieces) == body and len(pieces) > 1
 
 
+def test_local_head_of_a_remote_csv_holds_only_its_first_records(s3_store: Settings) -> None:
+    header = b"name,note\n"
+    records = [b'a,"two\nlines"\n', b'b,"say ""hi""\n, twice"\n', b"c,plain\n"]
+    filler = b"z,filler\n" * 200_000  # 1.8 MB after them: a head reads none of it
+    body = header + b"".join(records) + filler
+    storage.write_stream("datasets/long.csv", [body], max_bytes=len(body))
+
+    with storage.local_head("datasets/long.csv", 4) as path:  # the header and 3 records
+        head = path.read_bytes()
+
+    assert head == header + b"".join(records)
+
+
+def test_local_head_of_a_short_remote_csv_is_the_whole_file(s3_store: Settings) -> None:
+    body = b"a,b\n1,2"  # no final newline
+    storage.write_stream("datasets/short.csv", [body], max_bytes=len(body))
+
+    with storage.local_head("datasets/short.csv", 10) as path:
+        assert path.read_bytes() == body
+
+
+def test_local_head_of_a_local_csv_is_the_stored_file(settings: Settings) -> None:
+    storage.write_stream("datasets/a.csv", [b"a\n1\n2\n"], max_bytes=100)
+
+    with storage.local_head("datasets/a.csv", 2) as path:
+        assert path == settings.artifacts_path / "datasets" / "a.csv"
+
+
 def test_delete_removes_object_and_missing_key_is_fine(store: str) -> None:
     storage.write_stream("datasets/d.csv", [b"a\n1\n"], max_bytes=100)
 
