@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -132,3 +132,15 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No API key, or one that is unknown or revoked."}
 }
+
+
+def v1_router(prefix: str, tag: str, *, documents_401: bool = True) -> APIRouter:
+    """A router of `/v1` operations. Its handlers end their own transactions (`UnitOfWorkRoute`),
+    and each operation documents the 401 (unless `documents_401` is False: then those that need
+    a key say so themselves)."""
+    return APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        responses=AUTH_RESPONSES if documents_401 else None,
+        route_class=UnitOfWorkRoute,
+    )

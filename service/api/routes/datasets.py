@@ -2,22 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import File, Form, Query, Response, UploadFile, status
 
 from service import datasets
-from service.api.deps import (
-    AUTH_RESPONSES,
-    CurrentPrincipal,
-    Limit,
-    Offset,
-    SessionDep,
-    UnitOfWorkRoute,
-)
+from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.schemas import DatasetPreview, DatasetRead, Page
 
-router = APIRouter(
-    prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/datasets", "datasets")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)

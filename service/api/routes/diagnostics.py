@@ -3,18 +3,18 @@
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import Depends, Path, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from service import charts, diagnostics, jobs, keys, plots
 from service.api import job_page
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute, bearer
+from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, bearer, v1_router
 from service.config import get_settings
 from service.db import session_scope
 from service.schemas import DiagnosticsRead, ErrorBody
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=UnitOfWorkRoute)
+router = v1_router("/v1/jobs", "jobs", documents_401=False)
 
 _PLOT_RESPONSES: dict[int | str, dict[str, object]] = {
     **AUTH_RESPONSES,

@@ -4,13 +4,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Response, status
+from fastapi import Header, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service import events
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal
+from service.api.deps import CurrentPrincipal, v1_router
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
+router = v1_router("/v1/jobs", "jobs")
 
 PING_SECONDS = 15  # a comment line this often keeps proxies from closing a quiet stream
 

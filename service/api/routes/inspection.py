@@ -2,16 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 from fastapi.concurrency import run_in_threadpool
 
 from service import examples, models
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
+from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.schemas import ForwardRequest, ForwardResponse, WeightsResponse
 
-router = APIRouter(
-    prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/models", "models")
 
 FORWARD_EXAMPLES = {
     "concrete": {

@@ -2,23 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import Body, Header, Query, Response, status
 
 from service import examples, jobs
-from service.api.deps import (
-    AUTH_RESPONSES,
-    CurrentPrincipal,
-    Limit,
-    Offset,
-    SessionDep,
-    UnitOfWorkRoute,
-)
+from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.orm import JobStatus
 from service.schemas import ErrorBody, HistoryRead, JobCreate, JobRead, Page
 
-router = APIRouter(
-    prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/jobs", "jobs")
 
 JOB_EXAMPLES = {
     "concrete": {

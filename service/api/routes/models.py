@@ -5,26 +5,17 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import pandas as pd
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from service import examples, models
-from service.api.deps import (
-    AUTH_RESPONSES,
-    CurrentPrincipal,
-    Limit,
-    Offset,
-    SessionDep,
-    UnitOfWorkRoute,
-)
+from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.errors import InvalidInput, UnsupportedMediaType
 from service.schemas import ModelRead, Page, PredictRequest, PredictResponse
 
-router = APIRouter(
-    prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/models", "models")
 
 _CSV_EXAMPLE = (
     "Cement,Blast Furnace Slag,Fly Ash,Water,Superplasticizer,Coarse Aggregate,Fine Aggregate,Age\n"

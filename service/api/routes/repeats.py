@@ -1,14 +1,10 @@
 """Repeated experiments: each repeat's test metrics and their aggregate."""
 
-from fastapi import APIRouter
-
 from service import jobs, repeats
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
+from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.schemas import RepeatsRead
 
-router = APIRouter(
-    prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/jobs", "jobs")
 
 
 @router.get("/{job_id}/repeats", response_model=RepeatsRead)

@@ -2,16 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 
 from service import specs
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
+from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.api.routes.jobs import JOB_EXAMPLES
 from service.schemas import JobCreate, SpecSummary
 
-router = APIRouter(
-    prefix="/v1/specs", tags=["specs"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/specs", "specs")
 
 
 @router.post("/validate", response_model=SpecSummary)

@@ -2,22 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import Body, Response, status
 
 from service import examples, sweeps
-from service.api.deps import (
-    AUTH_RESPONSES,
-    CurrentPrincipal,
-    Limit,
-    Offset,
-    SessionDep,
-    UnitOfWorkRoute,
-)
+from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.schemas import ErrorBody, Page, SweepCreate, SweepRead
 
-router = APIRouter(
-    prefix="/v1/sweeps", tags=["sweeps"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1/sweeps", "sweeps")
 
 SWEEP_EXAMPLES = {
     "concrete": {

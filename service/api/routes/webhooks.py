@@ -1,14 +1,10 @@
 """Webhooks: your signing secret, and each job's deliveries to its callback_url."""
 
-from fastapi import APIRouter
-
 from service import webhooks
-from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, UnitOfWorkRoute
+from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.schemas import WebhookDeliveryRead, WebhookSecretRead
 
-router = APIRouter(
-    prefix="/v1", tags=["webhooks"], responses=AUTH_RESPONSES, route_class=UnitOfWorkRoute
-)
+router = v1_router("/v1", "webhooks")
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecretRead)
