@@ -1,7 +1,8 @@
 """Predictions in the API process from an LRU cache of loaded models.
 
-Each call is one `predict_on_batch` (no per-call `model.predict()`, whose fixed overhead is tens of
-milliseconds). Rows are checked and converted here, so bad rows get a 422 naming the row and field.
+Each call is one call of the model's compiled forward pass (no per-call `model.predict()`, whose
+fixed overhead is tens of milliseconds, nor `predict_on_batch`'s per-call dispatch). Rows are
+checked and converted here, so bad rows get a 422 naming the row and field.
 """
 
 import threading
@@ -17,22 +18,58 @@ from service.errors import InvalidInput
 from service.ml import artifacts, builder
 
 _lock = threading.Lock()
-_cache: LRUCache[str, keras.Model] | None = None
+_cache: "LRUCache[str, _Served] | None" = None
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _model(storage_key: str) -> keras.Model:
+class _Served:
+    """A loaded model and its forward pass as TensorFlow concrete functions, one per input
+    signature (dtypes and shapes past the batch axis). Calling one skips what `predict_on_batch`
+    does on every call (tracing-type dispatch, the predict step's data handling): half of a
+    one-row prediction's time, measured. Same layers, same weights, same numbers."""
+
+    def __init__(self, model: keras.Model) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self._functions: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+        self._forward = tf.function(self._call, autograph=False, reduce_retracing=True)
+
+    def _call(self, inputs: Any) -> Any:
+        return self.model(inputs, training=False)
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        import tensorflow as tf
+
+        tensors = tf.nest.map_structure(tf.convert_to_tensor, inputs)
+        named = sorted(tensors.items()) if isinstance(tensors, dict) else [("", tensors)]
+        signature = tuple((name, t.dtype.name, tuple(t.shape[1:])) for name, t in named)
+        function = self._functions.get(signature)
+        if function is None:
+            specs = tf.nest.map_structure(
+                lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), tensors
+            )
+            with self._lock:
+                function = self._functions.get(signature)
+                if function is None:
+                    function = self._forward.get_concrete_function(specs)
+                    self._functions[signature] = function
+        return np.asarray(function(tensors))
+
+
+def _served(storage_key: str) -> _Served:
     global _cache
     with _lock:
         if _cache is None:
             _cache = LRUCache(maxsize=get_settings().prediction_cache_size)
-        model = _cache.get(storage_key)
-    if model is None:
+        served = _cache.get(storage_key)
+    if served is None:
         with storage.local_file(storage_key) as path:  # a temporary copy from a remote store
-            model = artifacts.load(path)
+            served = _Served(artifacts.load(path))
         with _lock:
-            _cache[storage_key] = model
-    return model
+            _cache[storage_key] = served
+    return served
 
 
 def predict(
@@ -42,7 +79,7 @@ def predict(
         inputs: Any = _array_inputs(input_schema, instances)
     else:
         inputs = _tabular_inputs(input_schema, instances)
-    raw = np.asarray(_model(storage_key).predict_on_batch(builder.model_inputs(inputs)))
+    raw = _served(storage_key).predict(builder.model_inputs(inputs))
     labels = outputs.get("labels")
     if labels is not None:
         return [
@@ -175,7 +212,7 @@ def evict(storage_key: str) -> None:
 
 def loaded(storage_key: str) -> keras.Model:
     """The model from the cache, loaded on first use (for inspection: forward pass, weights)."""
-    return _model(storage_key)
+    return _served(storage_key).model
 
 
 def inputs(input_schema: dict[str, Any], instances: list[Any]) -> Any:

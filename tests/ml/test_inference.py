@@ -286,3 +286,14 @@ def test_predict_drops_the_least_recently_used_model(
     _predict(first, penguin_mass, [PENGUIN])
     with pytest.raises(FileNotFoundError, match="not in the store"):
         _predict(second, penguin_mass, [PENGUIN])
+
+
+def test_one_compiled_forward_pass_serves_every_batch_size(
+    penguin_mass: Trained, save: Save
+) -> None:
+    key = save(penguin_mass)
+    for rows in (1, 3, 7, 1):
+        predictions = _predict(key, penguin_mass, [PENGUIN] * rows)
+        assert len(predictions) == rows and len({p["body_mass_g"] for p in predictions}) == 1
+
+    assert len(inference._served(key)._functions) == 1
