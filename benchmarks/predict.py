@@ -120,6 +120,9 @@ def run(run: Run, service: Service) -> None:
     schema = model["input_schema"]
     path = f"/v1/models/{model_id}/predict"
     repeats = 50 if run.quick else 1000
+    # Measured in steady state: not while the worker's next pool process imports TensorFlow
+    # (seconds of both cores, right after a job ends).
+    service.wait_worker_idle(settle=1 if run.quick else 5)
     one = latencies(service.client, path, {"instances": rows(1)}, repeats)
     thousand = latencies(service.client, path, {"instances": rows(1000)}, max(20, repeats // 10))
     rows_file = run.work / "rows.json"
