@@ -150,3 +150,17 @@ def test_duplicate_delivery_leaves_the_running_job_alone(session: Session) -> No
     session.refresh(job)
     assert job.status == JobStatus.running and job.worker == "w1@host" and job.attempts == 1
     assert _history(session, job) == []
+
+
+def test_a_fixed_seed_gives_the_same_history_on_cpu(session: Session) -> None:
+    first, second = _submit(session, epochs=4), _submit(session, epochs=4)
+    run_job(first.id)
+    run_job(second.id)
+    session.expire_all()
+
+    def metrics(job: Job) -> list[dict[str, float]]:
+        return [row.metrics for row in job.history]
+
+    assert first.request["training"]["seed"] == second.request["training"]["seed"] == 42
+    assert len(metrics(first)) == 4
+    assert metrics(first) == metrics(second)  # every metric, every epoch, exactly
