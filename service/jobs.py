@@ -99,20 +99,25 @@ def _scoped(owner: str, idempotency_key: str | None) -> str | None:
     return scoped
 
 
-def _check_active_limit(session: Session, owner: str) -> None:
-    # Counted with the owner's other submits held back until this one commits: otherwise
-    # simultaneous submits each count the others' jobs as absent, and all pass.
+def active_jobs(session: Session, owner: str) -> int:
+    """The owner's queued and running jobs (a repeated job counts once, not per part), counted
+    with the owner's other submits held back until this transaction ends: otherwise
+    simultaneous submits each count the others' jobs as absent, and all pass the limit."""
     serialize(session, f"active-jobs:{owner}")
-    limit = get_settings().max_active_jobs_per_owner
-    active = (
+    count = select(func.count()).select_from(Job)
+    return (
         session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES))
-            .where(Job.parent_id.is_(None))  # a repeated job counts once, not per part
+            count.where(
+                Job.owner == owner, Job.status.in_(ACTIVE_STATUSES), Job.parent_id.is_(None)
+            )
         )
         or 0
     )
+
+
+def _check_active_limit(session: Session, owner: str) -> None:
+    limit = get_settings().max_active_jobs_per_owner
+    active = active_jobs(session, owner)
     if active >= limit:
         raise TooManyRequests(
             f"you have {active} queued or running jobs, the most one owner may have "

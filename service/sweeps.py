@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from service import datasets, jobs, repeats
 from service.config import get_settings
-from service.db import serialize
 from service.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from service.keys import Principal
 from service.orm import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus, Sweep
@@ -221,16 +220,8 @@ def create(session: Session, principal: Principal, request: SweepCreate) -> Swee
 
 
 def _check_room(session: Session, owner: str, trials: int) -> None:
-    serialize(session, f"active-jobs:{owner}")  # as jobs.submit does
     limit = get_settings().max_active_jobs_per_owner
-    active = (
-        session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.owner == owner, Job.status.in_(ACTIVE_STATUSES), Job.parent_id.is_(None))
-        )
-        or 0
-    )
+    active = jobs.active_jobs(session, owner)
     if active + trials > limit:
         raise TooManyRequests(
             f"this sweep's {trials} trials and your {active} queued or running jobs exceed the "

@@ -1,6 +1,8 @@
 """Small trained models, made once per session from the course files, for the artifact and
 inference tests; and `fit`, which trains a built model on prepared splits."""
 
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from service import orm, tabular
-from service.ml import builder
+from service import orm, storage, tabular
+from service.ml import artifacts, builder, inference
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
 from service.npz import describe_arrays
@@ -127,3 +129,24 @@ def digits() -> Trained:
     builder.compile_model(model, plan, request.training.optimizer)
     fit(model, plan, prepared.train)
     return Trained(plan, prepared, model)
+
+
+Save = Callable[[Trained], str]
+
+
+@pytest.fixture
+def save() -> Iterator[Save]:
+    """Saves a trained model under a new key, as the worker does; forgets the cached models
+    afterwards."""
+    keys: list[str] = []
+
+    def _save(trained: Trained) -> str:
+        key = f"models/{uuid.uuid4().hex}.keras"
+        with storage.local_target(key) as path:
+            artifacts.save(trained.model, path)
+        keys.append(key)
+        return key
+
+    yield _save
+    for key in keys:
+        inference.evict(key)

@@ -1,8 +1,6 @@
 """Predictions from raw records and arrays: the model's numbers, bad rows named, the cache."""
 
 import math
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -11,29 +9,10 @@ import pytest
 from service import storage
 from service.config import get_settings
 from service.errors import InvalidInput
-from service.ml import artifacts, inference
-from tests.ml.conftest import Trained
-
-Save = Callable[[Trained], str]
+from service.ml import inference
+from tests.ml.conftest import Save, Trained
 
 PENGUIN = {"island": "Dream", "sex": "female", "bill_length_mm": 39.5, "flipper_length_mm": 186}
-
-
-@pytest.fixture
-def save() -> Iterator[Save]:
-    """Saves a trained model under a new key; forgets the cached models afterwards."""
-    keys: list[str] = []
-
-    def _save(trained: Trained) -> str:
-        key = f"models/{uuid.uuid4().hex}.keras"
-        with storage.local_target(key) as path:
-            artifacts.save(trained.model, path)
-        keys.append(key)
-        return key
-
-    yield _save
-    for key in keys:
-        inference.evict(key)
 
 
 def _predict(key: str, trained: Trained, instances: list[Any]) -> list[Any]:

@@ -1,35 +1,14 @@
 """Forward propagation layer by layer and weights, from models saved as the worker saves them."""
 
-import uuid
-from collections.abc import Callable, Iterator
-
 import numpy as np
 import pytest
 
-from service import storage
 from service.config import Settings, get_settings
 from service.errors import InvalidInput
-from service.ml import artifacts, inference, inspection
-from tests.ml.conftest import Trained
+from service.ml import inspection
+from tests.ml.conftest import Save, Trained
 
-Save = Callable[[Trained], str]
 PENGUIN = {"island": "Dream", "bill_length_mm": 39.5, "bill_depth_mm": 17.9}
-
-
-@pytest.fixture
-def save() -> Iterator[Save]:
-    keys: list[str] = []
-
-    def _save(trained: Trained) -> str:
-        key = f"models/{uuid.uuid4().hex}.keras"
-        with storage.local_target(key) as path:
-            artifacts.save(trained.model, path)
-        keys.append(key)
-        return key
-
-    yield _save
-    for key in keys:
-        inference.evict(key)
 
 
 def test_forward_lists_inputs_preprocessing_and_layers_in_order(
