@@ -28,11 +28,10 @@ ENV PATH=/opt/dendrite/bin:$PATH \
     DENDRITE_DATA_DIR=/data \
     DENDRITE_LOG_FORMAT=json
 # /artifacts is where compose mounts the local artifact volume: a new named volume copies this
-# directory's owner, so the unprivileged user can write there.
+# directory's owner and mode, so the unprivileged user, and only it, can use it.
 RUN groupadd --gid 10001 dendrite \
     && useradd --create-home --uid 10001 --gid 10001 dendrite \
-    && mkdir /data /artifacts \
-    && chown 10001:10001 /data /artifacts
+    && install -d -m 0700 -o 10001 -g 10001 /data /artifacts
 COPY --from=build /opt/dendrite /opt/dendrite
 USER 10001:10001
 WORKDIR /home/dendrite

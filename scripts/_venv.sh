@@ -2,5 +2,5 @@
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --upgrade pip "setuptools>=78.1.1"
 .venv/bin/python -m pip install --quiet -e ".${1:-}"

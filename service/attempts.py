@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from service import queue, repeats, storage
 from service.config import get_settings
+from service.db import serialize
 from service.orm import EpochMetric, Job, JobStatus, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,29 @@ def claim(session: Session, job_id: str, worker: str) -> Attempt | None:
     assert started_at is not None  # the claim set it
     repeats.settle(session, job_id)  # a repeated job runs once one of its parts does
     return Attempt(job_id, worker, number, started_at)
+
+
+def claim_next(session: Session, sent_for: str, worker: str) -> Attempt | None:
+    """Take, for the message sent for job `sent_for`, the fairest queued job of that job's queue
+    (`queue.fairest`: not necessarily `sent_for`, whose own turn may come with a later message);
+    None when none is queued. Claims from one queue take turns, so each sees the others' running
+    jobs."""
+    device = session.scalar(select(Job.device).where(Job.id == sent_for))
+    if device is None:  # the job is gone (its dataset was deleted), and with it its queue's name
+        return None
+    name = queue.QUEUES[device]
+    serialize(session, f"claim:{name}")
+    for _ in range(_CLAIM_TRIES):  # a job cancelled between the choice and the claim: the next
+        job_id = queue.fairest(session, name)
+        if job_id is None:
+            return None
+        attempt = claim(session, job_id, worker)
+        if attempt is not None:
+            return attempt
+    return None
+
+
+_CLAIM_TRIES = 5
 
 
 def touch(session: Session, attempt: Attempt, **values: Any) -> bool:
@@ -173,7 +197,34 @@ def requeue_orphans(session: Session, worker: str) -> Swept:
     return swept
 
 
-def _recover(session: Session, lost: ColumnElement[bool], swept: Swept, now: datetime) -> None:
+def requeue_lost(session: Session, job_id: str, worker: str, cause: str) -> Swept:
+    """From `worker`, as soon as the process that held `job_id` is gone (`cause`: how, e.g. "was
+    killed (SIGKILL)"): requeue the job, or fail it once out of attempts, if the worker still
+    holds it. The attempt counts against `max_attempts`, as the sweep's would."""
+    swept = Swept()
+    _recover(session, and_(Job.id == job_id, Job.worker == worker), swept, utcnow(), cause)
+    return swept
+
+
+def resend_unclaimed(session: Session, job_id: str) -> bool:
+    """Send a queued job again whose message was consumed by a process that died before it
+    claimed a job (a duplicate message is harmless: `claim`)."""
+    device = session.scalar(select(Job.device).where(Job.id == job_id))
+    resend = update(Job).where(Job.id == job_id, Job.status == JobStatus.queued)
+    if device is None or not _changed(session, resend.values(dispatched_at=utcnow())):
+        return False
+    queue.enqueue_training(session, job_id, device)
+    log.warning("job %s: the process that took its message died; sent again", job_id)
+    return True
+
+
+def _recover(
+    session: Session,
+    lost: ColumnElement[bool],
+    swept: Swept,
+    now: datetime,
+    cause: str | None = None,
+) -> None:
     max_attempts = get_settings().max_attempts
     rows = session.execute(
         select(
@@ -193,7 +244,7 @@ def _recover(session: Session, lost: ColumnElement[bool], swept: Swept, now: dat
             Job.attempts == row.attempts,
             lost,
         )
-        ending = _ending(row, max_attempts, now)
+        ending = _ending(row, max_attempts, now, cause)
         if ending is None:
             values: dict[str, Any] = {
                 "status": JobStatus.queued,
@@ -208,9 +259,10 @@ def _recover(session: Session, lost: ColumnElement[bool], swept: Swept, now: dat
             queue.enqueue_training(session, row.id, row.device)
             swept.requeued += 1
             log.warning(
-                "job %s: worker %s stopped (attempt %d of %d); queued again",
+                "job %s: the process running it on %s %s (attempt %d of %d); queued again",
                 row.id,
                 row.worker,
+                cause or "stopped sending heartbeats",
                 row.attempts,
                 max_attempts,
             )
@@ -221,13 +273,20 @@ def _recover(session: Session, lost: ColumnElement[bool], swept: Swept, now: dat
             log.warning("job %s: %s", row.id, ending[1])
 
 
-def _ending(row: Any, max_attempts: int, now: datetime) -> tuple[JobStatus, str] | None:
+def _ending(
+    row: Any, max_attempts: int, now: datetime, cause: str | None = None
+) -> tuple[JobStatus, str] | None:
     """What a job whose worker stopped becomes instead of going back to the queue, if anything."""
     if row.cancel_requested:
         return JobStatus.cancelled, "cancelled while running (its worker stopped before it could)"
     limit = get_settings().job_time_limit
     if row.started_at is not None and now - _aware(row.started_at) > timedelta(seconds=limit):
         return JobStatus.failed, time_limit_error()
+    if row.attempts >= max_attempts and cause is not None:
+        return JobStatus.failed, (
+            f"attempt {row.attempts} of {max_attempts} (DENDRITE_MAX_ATTEMPTS) ended: the "
+            f"process running this job on {row.worker} {cause}"
+        )
     if row.attempts >= max_attempts:
         seen = (
             _aware(row.heartbeat_at).strftime("%Y-%m-%d %H:%M:%S UTC") if row.heartbeat_at else "?"
@@ -246,11 +305,12 @@ def redispatch_lost(session: Session, now: datetime | None = None) -> int:
     A broker can lose messages (a restart without persistence, a send that failed after the
     commit) and the database cannot see which. It can count. Jobs sent in the last
     `redispatch_after` seconds may still be on their way, so only the others are considered:
-    when the queue holds fewer messages than there are of them, the difference is lost, and as a
-    queue is consumed in order, the lost messages are those sent longest ago. Counting every
-    waiting message against the older jobs errs towards sending later rather than twice:
-    a duplicate is harmless (`claim`) but costs a worker process, and a job merely waiting behind
-    others must not be sent again and again.
+    when the queue holds fewer messages than there are of them, the difference is lost. Which
+    jobs they were sent for does not matter: a message claims the fairest queued job of its queue
+    (`claim_next`), so one message per queued job is all each needs; those sent longest ago go
+    again. Counting every waiting message against the older jobs errs towards sending later rather
+    than twice: a duplicate is harmless (it claims nothing once nothing is queued) but costs a
+    worker process, and a job merely waiting behind others must not be sent again and again.
     """
     settings = get_settings()
     now = now or utcnow()

@@ -13,6 +13,8 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+from service.filemodes import FILE_MODE
+
 SCHEME = "dendrite-fs"
 
 
@@ -21,7 +23,8 @@ class Channel(filesystem.Channel):
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         # The staging name does not end in ".msg", so consumers skip it until the rename.
         staging = os.path.join(self.data_folder_out, f"{uuid.uuid4()}.staging")
-        with open(staging, "wb") as handle:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:  # the owner's alone, as kombu's `open` is not
             handle.write(str_to_bytes(dumps(payload)))
         os.replace(staging, os.path.join(self.data_folder_out, name))
 

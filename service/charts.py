@@ -1,6 +1,8 @@
 """Figures drawn with matplotlib, rendered to PNG (Agg) or SVG.
 
 No pyplot: each figure is its own object with no global state, so API threads draw at once.
+Text that comes from data (column names, class labels, metric and layer names) goes through
+`literal`: matplotlib reads text between two `$` as TeX math, where `$_$` raises.
 """
 
 import io
@@ -12,6 +14,12 @@ from matplotlib.figure import Figure
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 _MAX_PANELS = 12  # metrics or targets drawn; more would make unreadable panels
+
+
+def literal(text: object) -> str:
+    """`text` as matplotlib draws it verbatim: each `$` escaped, so none starts math mode
+    (matplotlib turns `\\$` back into `$` in text that is not math)."""
+    return str(text).replace("$", r"\$")
 
 
 def render(figure: Figure, fmt: str) -> bytes:
@@ -26,7 +34,7 @@ def _panels(count: int, title: str) -> tuple[Figure, list[Any]]:
     columns = min(count, 3)
     rows = math.ceil(count / columns)
     figure = Figure(figsize=(4.2 * columns, 3.4 * rows), layout="constrained")
-    figure.suptitle(title)
+    figure.suptitle(literal(title))
     axes = figure.subplots(rows, columns, squeeze=False).reshape(-1)
     for unused in axes[count:]:
         unused.set_visible(False)
@@ -48,7 +56,7 @@ def learning_curves(epochs: list[int], metrics: list[dict[str, float]]) -> Figur
             values = [row.get(key, math.nan) for row in metrics]
             if any(not math.isnan(v) for v in values):
                 ax.plot(epochs, values, marker="." if len(epochs) < 30 else None, label=label)
-        ax.set_title(name)
+        ax.set_title(literal(name))
         ax.set_xlabel("epoch")
         ax.legend()
         ax.grid(alpha=0.3)
@@ -65,11 +73,12 @@ def confusion_matrix(labels: list[Any], counts: list[list[int]], split: str) -> 
     figure.colorbar(image, ax=ax, shrink=0.8)
     total = sum(sum(row) for row in counts)
     correct = sum(counts[i][i] for i in range(classes))
-    ax.set_title(f"Confusion matrix ({split} split, accuracy {correct / max(total, 1):.3f})")
+    accuracy = correct / max(total, 1)
+    ax.set_title(literal(f"Confusion matrix ({split} split, accuracy {accuracy:.3f})"))
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     if classes <= 30:
-        names = [str(label) for label in labels]
+        names = [literal(label) for label in labels]
         ax.set_xticks(range(classes), names, rotation=45 if classes > 8 else 0, ha="right")
         ax.set_yticks(range(classes), names)
     if classes <= 20:
@@ -89,7 +98,7 @@ def gradient_norms(
     ax = figure.subplots()
     for name, values in norms.items():
         points = [v if v is not None and v > 0 else math.nan for v in values]
-        ax.plot(epochs, points, marker="." if len(epochs) < 30 else None, label=name)
+        ax.plot(epochs, points, marker="." if len(epochs) < 30 else None, label=literal(name))
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("kernel gradient norm (probe batch)")
@@ -99,7 +108,8 @@ def gradient_norms(
     if flagged:
         last = max(flagged)
         ax.text(
-            0.01, 0.01, f"flagged: {', '.join(sorted(set(flagged[last])))} (epoch {last})",
+            0.01, 0.01,
+            literal(f"flagged: {', '.join(sorted(set(flagged[last])))} (epoch {last})"),
             transform=ax.transAxes, color="red", fontsize=9,
         )  # fmt: skip
     ax.legend(fontsize=8, loc="best")
@@ -117,7 +127,7 @@ def predicted_vs_actual(pairs: dict[str, dict[str, list[float]]], split: str) ->
         low = min(min(actual, default=0.0), min(predicted, default=0.0))
         high = max(max(actual, default=1.0), max(predicted, default=1.0))
         ax.plot([low, high], [low, high], color="gray", linestyle="--", linewidth=1)
-        ax.set_title(target)
+        ax.set_title(literal(target))
         ax.set_xlabel("actual")
         ax.set_ylabel("predicted")
         ax.grid(alpha=0.3)

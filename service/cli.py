@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from service import keys, logs
+from service import filemodes, keys, logs
 from service.api.http import PROTOCOL
 from service.config import get_settings
 from service.db import session_scope, upgrade_database
@@ -27,6 +27,14 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+
+
+@app.callback()
+def _private_files() -> None:
+    """Every command: files and folders it or its children create are the running user's
+    alone (0600 / 0700; `service.filemodes`)."""
+    filemodes.restrict_umask()
+
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -78,7 +86,7 @@ def worker(
 def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Embedded mode: migrate, then run the API and one worker (SQLite + on-disk broker)."""
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.private_dir(settings.data_dir, tighten=True)
     upgrade_database()
     _print_auth_hint()
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it reaches `finally`.
@@ -101,11 +109,14 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 def _uvicorn_options() -> dict[str, Any]:
-    """dendrite's HTTP protocol and logging; on SIGTERM uvicorn stops accepting connections and
-    gives requests in flight (a long upload, an event stream) this long to end."""
+    """dendrite's HTTP protocol (header, body and connection limits: `service.api.http`) and
+    logging; on SIGTERM uvicorn stops accepting connections and gives requests in flight (a long
+    upload, an event stream) this long to end."""
+    settings = get_settings()
     return {
         "http": PROTOCOL,
-        "log_config": logs.config_dict(get_settings().log_format),
+        "limit_concurrency": settings.max_connections,  # answered by PROTOCOL's 503 envelope
+        "log_config": logs.config_dict(settings.log_format),
         "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS,
     }
 

@@ -1,10 +1,12 @@
 """Settings, read from `DENDRITE_*` environment variables; the only reader of the environment."""
 
+import base64
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How long a job may overrun its time limit (finishing the epoch in progress) before Celery's
@@ -48,11 +50,24 @@ class Settings(BaseSettings):
         default=7 * 3600,
         description="Redis visibility timeout: above the job time limit plus its grace period.",
     )
-    heartbeat_interval: float = Field(default=5.0, description="Seconds between job heartbeats.")
+    # A whole worker that dies is noticed within stale_after + a sweep (stale_after / 4): about
+    # 20 s. A heartbeat is one UPDATE of the job's row; see the README for what it costs.
+    heartbeat_interval: float = Field(
+        default=4.0, gt=0, description="Seconds between job heartbeats."
+    )
     stale_after: float = Field(
-        default=120.0,
+        default=16.0,
+        gt=0,
         description="A running job whose heartbeat is older than this many seconds goes back to "
-        "the queue (or fails once it has used its attempts).",
+        "the queue (or fails once it has used its attempts); the API looks every quarter of "
+        "this. Keep it several heartbeats long.",
+    )
+    worker_max_memory_mb: int | None = Field(
+        default=None,
+        ge=0,
+        description="Most resident memory (MiB) one training process may use; past it the job "
+        "fails with a message saying so. Default: 90% of the machine's (or container's) memory, "
+        "shared by the jobs a worker runs at once; 0: no ceiling.",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Times a job may be started by a worker that then stops."
@@ -82,6 +97,18 @@ class Settings(BaseSettings):
         "many (shape and min/max/mean/std always).",
     )
     max_upload_bytes: int = Field(default=1 << 30, description="Largest accepted upload.")
+    max_storage_bytes_per_owner: int = Field(
+        default=10 << 30,
+        ge=0,
+        description="Bytes of datasets and models one owner may keep; an upload that would pass "
+        "it gets a 413 (quota_exceeded). 0: no quota.",
+    )
+    min_free_bytes: int = Field(
+        default=1 << 30,
+        ge=0,
+        description="GET /readyz answers 503 while a local artifact store or the SQLite data "
+        "directory has less free space than this. 0: no check.",
+    )
     auth_enabled: bool = Field(
         default=True,
         description="Require an API key (Authorization: Bearer). Off: anyone who can reach the "
@@ -102,10 +129,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest size a Parquet or NPZ upload may declare once decompressed.",
     )
+    max_compression_ratio: float = Field(
+        default=100,
+        gt=1,
+        description="How many times its own size a Parquet or NPZ upload may expand to once "
+        "decompressed (checked above 8 MiB decompressed); a higher ratio is a decompression bomb.",
+    )
     max_epochs: int = Field(default=10_000, ge=1, description="Most epochs one job may train.")
     max_layers: int = Field(default=100, ge=1, description="Most hidden layers in a network.")
     max_parameters: int = Field(
         default=50_000_000, ge=1, description="Most parameters (weights) a built network may have."
+    )
+    max_training_memory_mb: int = Field(
+        default=4096,
+        ge=1,
+        description="Most memory (MiB) a job's training step may need by the estimate made at "
+        "submit: weights, gradients and optimizer state, a batch's activations for the backward "
+        "pass, and the input batch; a bigger job gets a 422 naming the layer that takes most.",
     )
     max_request_bytes: int = Field(
         default=8 << 20,
@@ -130,6 +170,41 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request line plus headers `dendrite api` and `serve` accept.",
     )
+    # Slow clients and event streams (service/api/http.py, service/events.py).
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a request's line and headers may take to arrive, from its first byte "
+        "(or from the connection); then a 408 and the connection is closed.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may go without a byte; then a 408 and the connection "
+        "is closed.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections one API process holds at once; a request past it gets a 503.",
+    )
+    max_event_streams_per_owner: int = Field(
+        default=20,
+        ge=1,
+        description="Event streams (GET /v1/jobs/{id}/events) one owner may hold open in one API "
+        "process; one more gets a 429.",
+    )
+    events_key_check_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between checks that an event stream's API key is still valid; a "
+        "stream whose key was revoked ends.",
+    )
+    metrics_exposure: Literal["open", "key", "off"] = Field(
+        default="key",
+        description="GET /metrics: open to anyone who reaches the port, only with a valid API key "
+        "(key), or not served (off).",
+    )
     events_poll_interval: float = Field(
         default=0.5,
         gt=0,
@@ -139,7 +214,37 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Seconds between looks for webhooks due to be sent."
     )
     webhook_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds a webhook receiver has to answer one POST."
+        default=10.0,
+        gt=0,
+        description="Seconds one webhook POST may take in all (resolving, connecting, sending, "
+        "the answer's headers and body); a slower receiver's attempt fails as `timed out`.",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated networks (CIDR or single addresses: 10.0.0.0/8, ::1) and host "
+        "names (hooks.internal, or .internal for every name under it) that webhooks may reach "
+        "although they are loopback, private, link-local or otherwise not public; default: none.",
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, description="Webhook POSTs one API process has in flight at once."
+    )
+    webhook_owner_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Of those, how many one owner's webhooks may hold (slow receivers of one "
+        "owner never take every slot).",
+    )
+    webhook_max_response_bytes: int = Field(
+        default=64 << 10,
+        ge=0,
+        description="Bytes of a receiver's answer body read (the rest is dropped unread).",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts webhook secrets in the database: 32 random bytes, base64 "
+        "(a comma-separated list when rotating: the first encrypts, each decrypts). Default: a "
+        "key generated once into DATA_DIR/secret.key (mode 0600). Set it in stack mode, the same "
+        "on every API replica.",
     )
     webhook_max_attempts: int = Field(
         default=5, ge=1, description="POSTs of one webhook before it is marked failed."
@@ -153,6 +258,39 @@ class Settings(BaseSettings):
         default="auto",
         description="Log lines as JSON or text; auto: text on a terminal, JSON otherwise.",
     )
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            if "/" in entry or ":" in entry or entry.replace(".", "").isdigit():
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"DENDRITE_WEBHOOK_ALLOWED_HOSTS: {entry!r} is not a network (10.0.0.0/8, "
+                        "::1) or a host name"
+                    ) from None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset: see service/webhooks/keyring.py
+        for part in filter(None, (p.strip() for p in value.get_secret_value().split(","))):
+            padded = part.replace("+", "-").replace("/", "_") + "=" * (-len(part) % 4)
+            try:
+                size = len(base64.urlsafe_b64decode(padded))
+            except ValueError:
+                size = 0
+            if size != 32:
+                raise ValueError(
+                    "DENDRITE_SECRET_KEY must be 32 random bytes in base64 (several: comma-"
+                    'separated), e.g. from `python -c "import secrets; '
+                    'print(secrets.token_urlsafe(32))"`'
+                )
+        return value
 
     @field_validator("artifacts_url")
     @classmethod

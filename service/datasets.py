@@ -5,6 +5,7 @@ an upload's file goes if the transaction rolls back, a deleted dataset's files o
 delete has committed.
 """
 
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
@@ -72,9 +73,11 @@ def create(
         rows=settings.max_rows,
         columns=settings.max_columns,
         decompressed_bytes=settings.max_decompressed_bytes,
+        compression_ratio=settings.max_compression_ratio,
     )
+    received = _within_quota(session, principal.owner, chain([head], chunks))
     # The schema is read from a local copy of what was stored (the stored file, if it is local).
-    with storage.receive(key, chain([head], chunks), settings.max_upload_bytes) as stored:
+    with storage.receive(key, received, settings.max_upload_bytes) as stored:
         try:
             if file_format == "npz":
                 arrays = npz.read_npz(stored.path, limits)
@@ -99,6 +102,55 @@ def create(
             raise
     session.info.setdefault(_ON_ROLLBACK, []).append(key)  # a commit that fails leaves no file
     return dataset
+
+
+def storage_used(session: Session, owner: str) -> int:
+    """Bytes of the owner's stored datasets and models: what the storage quota counts."""
+    used = 0
+    for table in (orm.Dataset, orm.Model):
+        total = select(func.coalesce(func.sum(table.size_bytes), 0)).where(table.owner == owner)
+        used += int(session.scalar(total) or 0)
+    return used
+
+
+def check_quota(session: Session, principal: Principal, size: int) -> None:
+    """413 (quota_exceeded) if a file of `size` bytes would take the principal's datasets and
+    models past DENDRITE_MAX_STORAGE_BYTES_PER_OWNER: for refusing an upload from its declared
+    length, before its body is read."""
+    quota = get_settings().max_storage_bytes_per_owner
+    if quota:
+        used = storage_used(session, principal.owner)
+        if used + size > quota:
+            raise _quota_exceeded(used, quota)
+
+
+def _within_quota(session: Session, owner: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """`chunks`, cut off with a 413 (quota_exceeded) as soon as they would take the owner past
+    DENDRITE_MAX_STORAGE_BYTES_PER_OWNER. Concurrent uploads of one owner are not serialized:
+    together they may pass it by what they hold."""
+    quota = get_settings().max_storage_bytes_per_owner
+    if quota == 0:
+        yield from chunks
+        return
+    used = storage_used(session, owner)
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if used + received > quota:
+            raise _quota_exceeded(used, quota)
+        yield chunk
+
+
+def _quota_exceeded(used: int, quota: int) -> errors.QuotaExceeded:
+    left = max(quota - used, 0)
+    return errors.QuotaExceeded(
+        f"this file does not fit in your storage quota: your datasets and models use "
+        f"{storage.human(used)} of {storage.human(quota)} ({used} of {quota} bytes, setting "
+        f"DENDRITE_MAX_STORAGE_BYTES_PER_OWNER), {storage.human(left)} left, and the file is "
+        "larger than that. Delete datasets you no longer need (DELETE /v1/datasets/{id}), or "
+        "ask the operator for a larger quota",
+        field="file",
+    )
 
 
 def _dataset_name(name: str | None, display_name: str) -> str:
@@ -179,13 +231,12 @@ def page(
 
 
 def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
-    """The first `limit` rows as JSON-safe records; NPZ rows as {"index", "x", "y"}."""
-    if dataset.format == "npz":
+    """The first `limit` rows as JSON-safe records; NPZ rows as {"index", "x", "y"} (fewer when
+    they are very wide: see npz.head)."""
+    if dataset.format == "npz":  # only the rows shown are decompressed
         with storage.local_file(dataset.storage_key) as path:
-            x, y = list(npz.read_npz(path).values())[:2]
-        return [
-            {"index": i, "x": x[i].tolist(), "y": y[i].tolist()} for i in range(min(limit, len(x)))
-        ]
+            x, y = npz.head(path, limit).values()
+        return [{"index": i, "x": x[i].tolist(), "y": y[i].tolist()} for i in range(len(x))]
     # Columns recorded as text stay text, even where the first rows alone look numeric.
     text_columns = [column["name"] for column in dataset.columns if column["dtype"] == "string"]
     if dataset.format == "csv":  # the header and `limit` records, not the whole file
@@ -201,8 +252,13 @@ def preview(dataset: orm.Dataset, limit: int) -> list[dict[str, Any]]:
     ]
 
 
-def delete(session: Session, principal: Principal, dataset_id: str) -> None:
-    """Delete a dataset (by id only), its jobs and models with it; 409 while a job uses it."""
+MAX_LISTED_IDS = 20  # ids per kind of dependent in a 409
+
+
+def delete(session: Session, principal: Principal, dataset_id: str, cascade: bool = False) -> None:
+    """Delete a dataset (by id only) and its file. 409 while a queued or running job uses it;
+    409 listing what depends on it (finished jobs, their models, sweeps) unless `cascade`, which
+    deletes those too: sweeps whose every trial trained on it, and the model files."""
     dataset = _by_id(session, principal, dataset_id)
     if dataset is None:
         raise errors.NotFound(f"dataset '{dataset_id}' does not exist", field="dataset_id")
@@ -217,14 +273,57 @@ def delete(session: Session, principal: Principal, dataset_id: str) -> None:
             f"({', '.join(active[:5])}); cancel them or wait until they end, then delete it",
             field="dataset_id",
         )
+    dependents = _dependents(session, dataset_id)
+    if not cascade and any(dependents.values()):
+        counted = ", ".join(f"{len(ids)} {kind}" for kind, ids in dependents.items() if ids)
+        raise errors.HasDependents(
+            f"dataset '{dataset_id}' has {counted} that depend on it (listed in `dependents`); "
+            "deleting it deletes them too. To do so, send DELETE "
+            f"/v1/datasets/{dataset_id}?cascade=true",
+            {
+                kind: {"count": len(ids), "ids": ids[:MAX_LISTED_IDS]}
+                for kind, ids in dependents.items()
+            },
+            field="dataset_id",
+        )
     model_keys = session.scalars(
         select(orm.Model.storage_key).join(orm.Job).where(orm.Job.dataset_id == dataset_id)
     ).all()
+    # Sweeps left without a trial would read as failed: they go with their last trial.
+    emptied = (
+        select(orm.Sweep.id)
+        .where(orm.Sweep.id.in_(dependents["sweeps"]))
+        .where(
+            ~select(orm.Job.id)
+            .where(orm.Job.sweep_id == orm.Sweep.id, orm.Job.dataset_id != dataset_id)
+            .exists()
+        )
+    )
+    session.execute(sql_delete(orm.Sweep).where(orm.Sweep.id.in_(emptied)))
     # A bulk delete lets the database cascade to jobs and models (loaded jobs are not nulled).
     session.execute(sql_delete(orm.Dataset).where(orm.Dataset.id == dataset_id))
     session.flush()
     # The files go once the rows have: a delete that fails to commit leaves both.
     session.info.setdefault(_ON_COMMIT, []).extend([dataset.storage_key, *model_keys])
+
+
+def _dependents(session: Session, dataset_id: str) -> dict[str, list[str]]:
+    """The ids of the jobs, models and sweeps that depend on the dataset, newest first. Jobs
+    are those GET /v1/jobs lists (a repeated job's parts go with it)."""
+    on_dataset = orm.Job.dataset_id == dataset_id
+    queries = {
+        "jobs": select(orm.Job.id, orm.Job.created_at).where(
+            on_dataset, orm.Job.parent_id.is_(None)
+        ),
+        "models": select(orm.Model.id, orm.Model.created_at).join(orm.Job).where(on_dataset),
+        "sweeps": select(orm.Sweep.id, orm.Sweep.created_at).where(
+            orm.Sweep.id.in_(select(orm.Job.sweep_id).where(on_dataset))
+        ),
+    }
+    return {
+        kind: list(session.scalars(query.order_by(query.selected_columns[1].desc())))
+        for kind, query in queries.items()
+    }
 
 
 def load_frame(dataset: orm.Dataset) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
-from service import sqlite_writes
+from service import filemodes, sqlite_writes
 from service.config import get_settings
 
 if TYPE_CHECKING:
@@ -25,6 +25,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         database = make_url(url).database or ""
         in_file = database not in ("", ":memory:") and not database.startswith("file:")
         connect_args = {"timeout": 30, "check_same_thread": False}
+        if in_file and Path(database).parent.is_dir():
+            # SQLite makes its -wal and -shm files with the database file's mode: 0600 for all.
+            filemodes.private_file(Path(database))
+            for companion in ("-wal", "-shm"):  # left by an older dendrite
+                filemodes.tighten_existing(Path(f"{database}{companion}"))
         # A pool that never makes a request wait for a connection: one waiting for a pooled
         # connection once starved the one holding the write lock until busy_timeout ("database
         # is locked"; tests/e2e/test_load.py). But a pool, not a fresh connection per session:
@@ -68,7 +73,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def get_engine() -> Engine:
     settings = get_settings()
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(settings.data_dir, tighten=True)
     return make_engine(settings.sqlalchemy_url)
 
 
@@ -122,5 +127,5 @@ def upgrade_database(url: str | None = None) -> None:
     from alembic import command
 
     if url is None and get_settings().database_url is None:
-        get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(get_settings().data_dir, tighten=True)
     command.upgrade(alembic_config(url), "heads")

@@ -13,6 +13,7 @@ from service.api import errors
 from service.api.key_first import KeyBeforeBody
 from service.api.limits import RequestLimits
 from service.api.metrics import RequestMetrics
+from service.api.quota_first import QuotaBeforeBody
 from service.api.routes import datasets, health, models, specs
 from service.api.routes import diagnostics as diagnostic_routes
 from service.api.routes import events as event_routes
@@ -22,6 +23,7 @@ from service.api.routes import metrics as metric_routes
 from service.api.routes import repeats as repeat_routes
 from service.api.routes import sweeps as sweep_routes
 from service.api.routes import webhooks as webhook_routes
+from service.api.security_headers import SecurityHeaders
 from service.config import get_settings
 from service.db import session_scope
 
@@ -86,8 +88,10 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(RequestLimits)
+    app.add_middleware(QuotaBeforeBody)  # an upload past its owner's quota: after the key check
     app.add_middleware(KeyBeforeBody)  # before anything reads a body
     app.add_middleware(RequestMetrics)  # outermost: times refused bodies too
+    app.add_middleware(SecurityHeaders)  # on every response, refusals included
     app.include_router(metric_routes.router)
     for router in (health.router, datasets.router, job_routes.router, specs.router, models.router):
         app.include_router(router)

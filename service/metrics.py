@@ -1,18 +1,27 @@
 """Prometheus metrics about jobs, read from the database and the broker at each scrape: every API
 replica reports the same numbers, whichever replica took a job and whichever worker trained it.
-(Request latency, which each process measures itself, is in `service.api.metrics`.)"""
+(Request latency, which each process measures itself, is in `service.api.metrics`.)
 
+A scrape stays cheap however long the history: jobs by status and the running jobs' epochs are
+small indexed reads, and the training-time histogram is kept as jobs succeed (each scrape reads
+only the jobs that succeeded since the last one, and their epochs), not re-aggregated from the
+whole epoch table every time.
+"""
+
+import bisect
 import logging
 import math
+import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from datetime import datetime, timedelta
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import queue
+from service.config import get_settings
 from service.db import session_scope
 from service.orm import EpochMetric, Job, JobStatus
 
@@ -64,32 +73,86 @@ def _jobs_by_status(session: Session) -> Metric:
     return family
 
 
+# A job that succeeded this long before the newest one seen is still looked for: its transaction
+# may have committed after a later job's did.
+LATE_COMMIT = timedelta(minutes=5)
+IN_CHUNK = 500  # job ids per `IN (...)` when summing epochs
+
+
+class TrainingSeconds:
+    """The histogram of succeeded jobs' training time (the sum of their epochs' seconds, each epoch
+    counted once even when the job resumed from a checkpoint), added to as jobs succeed. The first
+    scrape of a process reads every succeeded job once; later ones only the new ones."""
+
+    def __init__(self) -> None:
+        self.cumulative = [0] * len(TRAINING_SECONDS_BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+        self.counted: dict[str, datetime] = {}  # recent jobs already in, by their finish time
+        self.newest: datetime | None = None
+
+    def update(self, session: Session) -> None:
+        query = select(Job.id, Job.finished_at).where(Job.status == JobStatus.succeeded)
+        if self.newest is not None:
+            query = query.where(Job.finished_at >= self.newest - LATE_COMMIT)
+        new = {
+            job_id: finished
+            for job_id, finished in session.execute(query)
+            if job_id not in self.counted and finished is not None
+        }
+        ids = list(new)
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            rows = session.execute(
+                select(func.coalesce(func.sum(EpochMetric.seconds), 0.0))
+                .where(EpochMetric.job_id.in_(chunk))
+                .group_by(EpochMetric.job_id)
+            )
+            for (seconds,) in rows:
+                self._observe(float(seconds))
+        if not new:
+            return
+        self.counted.update(new)
+        self.newest = max([*new.values(), *([self.newest] if self.newest else [])])
+        oldest_kept = self.newest - LATE_COMMIT
+        self.counted = {k: v for k, v in self.counted.items() if v >= oldest_kept}
+
+    def _observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum += seconds
+        for index in range(
+            bisect.bisect_left(TRAINING_SECONDS_BUCKETS, seconds), len(self.cumulative)
+        ):
+            self.cumulative[index] += 1
+
+    def family(self) -> Metric:
+        buckets = [
+            (str(float(bound)), count)
+            for bound, count in zip(TRAINING_SECONDS_BUCKETS, self.cumulative, strict=True)
+        ]
+        return HistogramMetricFamily(
+            "dendrite_job_training_seconds",
+            "Training time of succeeded jobs (the sum of their epochs' seconds).",
+            buckets=[*buckets, ("+Inf", self.count)],
+            sum_value=self.sum,
+        )
+
+
+_training: dict[str, TrainingSeconds] = {}  # by database URL
+_training_lock = threading.Lock()
+
+
+def forget_training_seconds() -> None:
+    """Start the histogram over (for tests that empty the database)."""
+    with _training_lock:
+        _training.clear()
+
+
 def _training_seconds(session: Session) -> Metric:
-    """A histogram of succeeded jobs' training time: the sum of their epochs' seconds (each epoch
-    counted once, even when the job resumed from a checkpoint), bucketed in SQL."""
-    per_job = (
-        select(func.sum(EpochMetric.seconds).label("seconds"))
-        .join(Job, Job.id == EpochMetric.job_id)
-        .where(Job.status == JobStatus.succeeded)
-        .group_by(EpochMetric.job_id)
-        .subquery()
-    )
-    seconds = per_job.c.seconds
-    below = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in TRAINING_SECONDS_BUCKETS]
-    row: tuple[Any, ...] = tuple(
-        session.execute(select(func.count(), func.sum(seconds), *below)).one()
-    )
-    total, total_seconds, *cumulative = row  # SUM over no rows is NULL
-    buckets = [
-        (str(float(bound)), int(count or 0))
-        for bound, count in zip(TRAINING_SECONDS_BUCKETS, cumulative, strict=True)
-    ]
-    return HistogramMetricFamily(
-        "dendrite_job_training_seconds",
-        "Training time of succeeded jobs (the sum of their epochs' seconds).",
-        buckets=[*buckets, ("+Inf", int(total))],
-        sum_value=float(total_seconds or 0.0),
-    )
+    with _training_lock:  # two scrapes at once must not count a job twice
+        histogram = _training.setdefault(get_settings().sqlalchemy_url, TrainingSeconds())
+        histogram.update(session)
+        return histogram.family()
 
 
 def _epochs_per_second(session: Session) -> Metric:

@@ -1,14 +1,15 @@
 """Reading uploaded NPZ files (numpy arrays) and describing their arrays.
 
 An upload is checked against its limits from what the archive declares (its entry count, each
-entry's uncompressed size, each array header's shape and dtype) before any array is decompressed.
+entry's uncompressed size and their ratio to the file's size, each array header's shape and dtype)
+before any array is decompressed. A preview decompresses only the rows it shows.
 """
 
 import math
 import struct
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,6 +21,8 @@ _CHUNK = 1 << 20
 # An NPZ dataset holds 2 or 4 arrays. More entries are refused before the ZIP directory is read:
 # each costs memory to list, and a 1 GiB archive can hold millions of them.
 MAX_ENTRIES = 16
+# A preview shows at most this many values of each array (rows are dropped to stay under it).
+MAX_PREVIEW_VALUES = 1 << 20
 _END_OF_DIRECTORY = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 
@@ -38,7 +41,7 @@ def read_npz(path: Path, limits: Limits | None = None) -> dict[str, Array]:
                     field="file",
                 )
             if limits is not None:
-                _check_declared_sizes(archive, limits)
+                _check_declared_sizes(archive, limits, path.stat().st_size)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: _load_array(npz, key) for key in _npz_keys(npz.files)}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
@@ -74,7 +77,7 @@ def _check_entry_count(path: Path) -> None:
         )
 
 
-def _check_declared_sizes(archive: zipfile.ZipFile, limits: Limits) -> None:
+def _check_declared_sizes(archive: zipfile.ZipFile, limits: Limits, file_size: int) -> None:
     """Each entry's uncompressed size and each array's shape x item size, against the limits.
 
     zipfile stops at an entry's declared size and numpy allocates what the header declares, so
@@ -83,23 +86,100 @@ def _check_declared_sizes(archive: zipfile.ZipFile, limits: Limits) -> None:
     declared = sum(member.file_size for member in members)
     if declared > limits.decompressed_bytes:
         raise limits.too_large("the NPZ file's entries declare", declared)
+    # zipfile stops at each entry's declared size, so this bounds what the file can expand to.
+    limits.check_ratio("NPZ", declared, file_size)
     total = 0
     for member in members:
         if not member.filename.endswith(".npy"):
             continue
         name = member.filename.removesuffix(".npy")
         with archive.open(member) as entry:
-            version = np.lib.format.read_magic(entry)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(entry)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(entry)
+            shape, _, dtype = _read_header(entry)
         total += math.prod(shape) * dtype.itemsize
         if total > limits.decompressed_bytes:
             what = f"the NPZ file's arrays (up to '{name}', shape {list(shape)}) take"
             raise limits.too_large(what, total)
         if name.startswith("x") and shape and shape[0] > limits.rows:
             raise limits.too_many_rows(f"{shape[0]:,}", f"samples in '{name}'")
+
+
+def _read_header(entry: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """An .npy entry's shape, Fortran order and dtype; the entry is left at the array's data."""
+    version = np.lib.format.read_magic(entry)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(entry)
+    return np.lib.format.read_array_header_2_0(entry)
+
+
+def head(path: Path, limit: int) -> dict[str, Array]:
+    """The first `limit` samples of the training arrays ('x' and 'y', or 'x_train' and 'y_train').
+
+    Only the bytes of those rows are decompressed (each entry is streamed), so what a preview takes
+    depends on what it shows, not on the arrays' sizes. Fewer rows come back when they would hold
+    more than MAX_PREVIEW_VALUES values.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            keys = _npz_keys([n.removesuffix(".npy") for n in archive.namelist()])[:2]
+            headers = {}
+            for key in keys:
+                with archive.open(f"{key}.npy") as entry:
+                    headers[key] = _read_header(entry)
+            rows = min(limit, *(_preview_rows(key, headers[key]) for key in keys))
+            arrays = {}
+            for key in keys:
+                with archive.open(f"{key}.npy") as entry:
+                    shape, fortran_order, dtype = _read_header(entry)
+                    arrays[key] = _read_rows(entry, shape, fortran_order, dtype, rows)
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError) as error:
+        raise errors.InvalidInput(
+            f"the NPZ file could not be read: {error}", field="file"
+        ) from None
+    return arrays
+
+
+def _preview_rows(key: str, header: tuple[tuple[int, ...], bool, np.dtype[Any]]) -> int:
+    shape, _, dtype = header
+    if dtype.hasobject or not shape:
+        detail = f"array '{key}' holds Python objects or a single value; it cannot be previewed"
+        raise errors.InvalidInput(detail, field=key)
+    per_row = math.prod(shape[1:])
+    if per_row > MAX_PREVIEW_VALUES:
+        raise errors.InvalidInput(
+            f"each sample of '{key}' holds {per_row:,} values, more than the "
+            f"{MAX_PREVIEW_VALUES:,} a preview shows; read the arrays from the file itself",
+            field=key,
+        )
+    return min(shape[0], MAX_PREVIEW_VALUES // max(1, per_row))
+
+
+def _read_rows(
+    entry: IO[bytes], shape: tuple[int, ...], fortran_order: bool, dtype: np.dtype[Any], rows: int
+) -> Array:
+    """The first `rows` rows of the array whose data `entry` is positioned at, read in order."""
+    wanted = (rows, *shape[1:])
+    if not fortran_order:  # the first rows are the first bytes
+        data = _read_exactly(entry, math.prod(wanted) * dtype.itemsize)
+        return np.frombuffer(data, dtype=dtype).reshape(wanted).copy()
+    # Fortran order: row i of column j is value i + j * shape[0]; stream the whole entry, keeping
+    # only the wanted values, one bounded chunk at a time.
+    kept, position, total = [], 0, math.prod(shape)
+    step = max(1, _CHUNK // dtype.itemsize)
+    while position < total:
+        count = min(step, total - position)
+        chunk = np.frombuffer(_read_exactly(entry, count * dtype.itemsize), dtype=dtype)
+        index = np.arange(position, position + count)
+        kept.append(chunk[index % shape[0] < rows])
+        position += count
+    values = np.concatenate(kept) if kept else np.empty(0, dtype=dtype)
+    return values.reshape(wanted, order="F")
+
+
+def _read_exactly(entry: IO[bytes], size: int) -> bytes:
+    data = entry.read(size)
+    if len(data) != size:
+        raise EOFError(f"an array ends after {len(data):,} of its {size:,} bytes")
+    return data
 
 
 def _npz_keys(files: list[str]) -> list[str]:

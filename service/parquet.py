@@ -1,8 +1,9 @@
 """Reading Parquet files into Arrow, with an upload's limits checked before memory fills.
 
-The footer's counts, column types and sizes are checked before any page is decompressed. Text is
-read dictionary encoded and counted as if decoded, batch by batch: a few bytes of dictionary
-indices (or run-length encoded numbers) can stand for gigabytes.
+The footer's counts, column types and sizes (and their ratio to the file's size) are checked
+before any page is decompressed. Text is read dictionary encoded and counted as if decoded, batch
+by batch: a few bytes of dictionary indices (or run-length encoded numbers) can stand for
+gigabytes.
 """
 
 from pathlib import Path
@@ -25,23 +26,35 @@ def read_table(path: Path | IO[bytes], nrows: int | None, limits: "Limits | None
     schema = pq.read_schema(path)
     text = [field.name for field in schema if _is_text(field.type)]
     file = pq.ParquetFile(path, read_dictionary=text)
+    stored = _file_size(path)
     if limits is not None:
-        _check_footer(file, limits)
+        _check_footer(file, limits, stored)
     # Batches stop at row-group boundaries, so one may hold fewer than nrows rows.
     batches, count, size = [], 0, 0
     for batch in file.iter_batches(batch_size=max(nrows or BATCH_ROWS, 1)):
         batches.append(batch)
         count += batch.num_rows
         size += _decoded_bytes(batch)
-        if limits is not None and size > limits.decompressed_bytes:
-            raise limits.too_large("the Parquet file's data decode to more than", size)
+        if limits is not None:
+            if size > limits.decompressed_bytes:
+                raise limits.too_large("the Parquet file's data decode to more than", size)
+            limits.check_ratio("Parquet", size, stored)
         if nrows is not None and count >= nrows:
             break
     table = pa.Table.from_batches(batches, schema=file.schema_arrow).cast(schema)
     return table if nrows is None else table.slice(0, nrows)
 
 
-def _check_footer(file: pq.ParquetFile, limits: "Limits") -> None:
+def _file_size(path: Path | IO[bytes]) -> int:
+    if isinstance(path, Path):
+        return path.stat().st_size
+    position = path.tell()
+    size = path.seek(0, 2)
+    path.seek(position)
+    return size
+
+
+def _check_footer(file: pq.ParquetFile, limits: "Limits", file_size: int) -> None:
     metadata, schema = file.metadata, file.schema_arrow
     limits.check_columns(len(schema))
     for field in schema:
@@ -64,6 +77,7 @@ def _check_footer(file: pq.ParquetFile, limits: "Limits") -> None:
     )
     if max(stored, fixed) > limits.decompressed_bytes:
         raise limits.too_large("the Parquet file's footer declares its data as", max(stored, fixed))
+    limits.check_ratio("Parquet", max(stored, fixed), file_size)
 
 
 def _is_text(data_type: pa.DataType) -> bool:

@@ -1,21 +1,29 @@
-"""The API's only contact with Celery: send the training task by name, after the commit.
+"""The API's only contact with Celery: send the training task by name, after the commit; and
+which queued job a delivered message is for (`fairest`).
 
 `celery_config` is shared with the worker (`workers.celery_app`), so both sides agree on the broker.
+
+Fair share: a broker queue is first in, first out, so one owner's backlog would hold every later
+owner's job behind it. Messages are therefore tokens: one is sent per queued job, but the worker
+that takes one claims the fairest queued job of that queue (`fairest`), which may be another
+owner's. The counts still match (one message per queued job, at most one claim per message), so
+a lost message is found by counting (`service.attempts.redispatch_lost`).
 """
 
 import logging
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
 from kombu import Exchange
 from kombu import Queue as BrokerQueue
-from sqlalchemy import event, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session, aliased
 
-from service import broker
+from service import broker, filemodes
 from service.config import Settings, get_settings
-from service.orm import Job, utcnow
+from service.orm import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +36,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
     if settings.embedded_broker:
         folder = settings.broker_dir
+        filemodes.private_dir(folder, tighten=True)
         for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+            filemodes.private_dir(folder / sub)
         assert settings.celery_broker_url.startswith(broker.SCHEME)
         options = {
             "data_folder_in": str(folder / "queue"),
@@ -74,6 +83,60 @@ def send_now(job_id: str, device: str) -> bool:
         log.exception("could not send job %s to the broker; it will be sent again", job_id)
         return False
     return True
+
+
+def devices(queue: str) -> list[str]:
+    """The job devices whose jobs wait in `queue`."""
+    return [device for device, name in QUEUES.items() if name == queue]
+
+
+def fairest(session: Session, queue: str) -> str | None:
+    """The queued job that the next message taken from `queue` should run, or None.
+
+    Owners take turns: first the owner with the fewest jobs running from this queue; among
+    equals, the one that has waited longest for its turn: since its last job here ended, or
+    since it queued its oldest job if that came later (an owner back after a pause does not
+    collect the idle time). So a newcomer runs as soon as a slot frees, and a backlogged owner
+    still gets its turn against owners who arrived after its last job ended. Within the owner,
+    its oldest job: an owner's jobs start in the order they were submitted (a job handed back or
+    requeued keeps its place). Repeated jobs are run by their parts, jobs like any other.
+    """
+    names = devices(queue)
+    runnable = (Job.status == JobStatus.queued, Job.device.in_(names), Job.repeats == 1)
+    other = aliased(Job)
+    mine = (other.owner == Job.owner, other.device.in_(names), other.repeats == 1)
+    running = (
+        select(func.count())
+        .select_from(other)
+        .where(*mine, other.status == JobStatus.running)
+        .scalar_subquery()
+    )
+    last_turn = (
+        select(func.max(other.finished_at))
+        .where(*mine, other.started_at.is_not(None))
+        .scalar_subquery()
+    )
+    owners = session.execute(
+        select(Job.owner, func.min(Job.created_at), running, last_turn)
+        .where(*runnable)
+        .group_by(Job.owner)
+    ).all()
+    if not owners:
+        return None
+
+    def turn(row: Any) -> tuple[int, datetime, datetime, str]:
+        owner, oldest, busy, ended = row
+        waiting_since = max(_aware(oldest), _aware(ended)) if ended else _aware(oldest)
+        return busy, waiting_since, _aware(oldest), owner
+
+    owner = min(turn(row) for row in owners)[-1]
+    oldest = select(Job.id).where(*runnable, Job.owner == owner).order_by(Job.created_at, Job.id)
+    return session.scalar(oldest.limit(1))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def waiting(queue: str, timeout: float = 2.0) -> int:

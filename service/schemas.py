@@ -33,6 +33,18 @@ class ErrorBody(BaseModel):
     field: str | None = Field(default=None, description="JSON pointer or column name at fault.")
 
 
+class Dependents(BaseModel):
+    count: int
+    ids: list[str] = Field(description="The newest first; at most 20.")
+
+
+class DatasetConflict(ErrorBody):
+    dependents: dict[Literal["jobs", "models", "sweeps"], Dependents] | None = Field(
+        default=None,
+        description="What depends on the dataset and would be deleted with it (cascade=true).",
+    )
+
+
 # --- datasets -------------------------------------------------------------------------------
 
 
@@ -166,6 +178,18 @@ def _http_url(value: str) -> str:
     return url
 
 
+def _callback_url(value: str) -> str:
+    """A webhook target: an http(s) URL without credentials (the signature authenticates)."""
+    url = _http_url(value)
+    parsed = _HTTP_URL.validate_python(url)
+    if parsed.username or parsed.password:
+        raise ValueError(
+            "a callback URL must not carry credentials (user:password@): receivers authenticate "
+            "webhooks by their X-Dendrite-Signature"
+        )
+    return url
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -191,13 +215,14 @@ class JobCreate(BaseModel):
         "a test split), and report each one's test metrics and their mean and std. At most "
         "DENDRITE_MAX_REPEATS (default 100).",
     )
-    callback_url: Annotated[str, AfterValidator(_http_url)] | None = Field(
+    callback_url: Annotated[str, AfterValidator(_callback_url)] | None = Field(
         default=None,
         max_length=2083,
         json_schema_extra={"format": "uri"},
         description="When the job ends (succeeded, failed or cancelled), dendrite POSTs its final "
         "state (the job as GET /v1/jobs/{id} shows it) here, signed with your webhook secret "
-        "(GET /v1/webhooks/secret). http or https; loopback and private addresses are allowed.",
+        "(GET /v1/webhooks/secret). http or https, without user:password@. Only public "
+        "addresses are reached (the server's DENDRITE_WEBHOOK_ALLOWED_HOSTS may permit others).",
         examples=["https://example.com/hooks/dendrite"],
     )
 
@@ -207,6 +232,20 @@ class LayerSummary(BaseModel):
     type: str
     output_shape: list[int | None]
     parameters: int
+
+
+class TrainingMemory(BaseModel):
+    """What one training step needs, estimated at submit and held to
+    DENDRITE_MAX_TRAINING_MEMORY_MB (float32 values; activations counted for the backward pass)."""
+
+    total_mb: float
+    weights_mb: float = Field(description="Weights, their gradients and the optimizer's state.")
+    activations_mb: float = Field(
+        description="Every layer's outputs for one batch, and their gradients."
+    )
+    input_mb: float
+    batch_size: int = Field(description="The batch as trained: at most the dataset's rows.")
+    limit_mb: int
 
 
 class SpecSummary(BaseModel):
@@ -220,6 +259,7 @@ class SpecSummary(BaseModel):
     epochs: int
     output_units: int
     labels: list[Any] | None = None
+    training_memory: TrainingMemory | None = None
 
 
 class Progress(BaseModel):
@@ -323,6 +363,10 @@ class ModelRead(BaseModel):
     created_at: datetime
 
 
+# Most instances (rows) one prediction request may hold, as JSON or as CSV.
+MAX_INSTANCES = 100_000
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [examples.CONCRETE_PREDICT]},
@@ -330,7 +374,7 @@ class PredictRequest(BaseModel):
 
     instances: list[dict[str, Any]] | list[Any] = Field(
         min_length=1,
-        max_length=100_000,
+        max_length=MAX_INSTANCES,
         description="Records {feature: raw value} (tabular models); nested arrays (NPZ models).",
     )
 

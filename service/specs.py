@@ -3,10 +3,11 @@
 from sqlalchemy.orm import Session
 
 from service import datasets
+from service.config import get_settings
 from service.errors import InvalidInput
 from service.keys import Principal
 from service.ml import plan as plans
-from service.schemas import JobCreate, LayerSummary, SpecSummary
+from service.schemas import JobCreate, LayerSummary, SpecSummary, TrainingMemory
 
 
 def validate(session: Session, principal: Principal, request: JobCreate) -> SpecSummary:
@@ -26,6 +27,8 @@ def validate(session: Session, principal: Principal, request: JobCreate) -> Spec
         raise InvalidInput(f"the network cannot be built: {error}", field="/network") from None
     layers = [LayerSummary(**row) for row in builder.summarize(model)]
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    memory = plan.memory
+    assert memory is not None  # `plans.resolve` estimated it
     return SpecSummary(
         inputs=[f.name for f in plan.features],
         layers=layers,
@@ -36,4 +39,16 @@ def validate(session: Session, principal: Principal, request: JobCreate) -> Spec
         epochs=plan.epochs,
         output_units=plan.output_units,
         labels=plan.labels,
+        training_memory=TrainingMemory(
+            total_mb=_mb(memory.total_bytes),
+            weights_mb=_mb(memory.weights_bytes),
+            activations_mb=_mb(memory.activations_bytes),
+            input_mb=_mb(memory.input_bytes),
+            batch_size=memory.batch_size,
+            limit_mb=get_settings().max_training_memory_mb,
+        ),
     )
+
+
+def _mb(size: int) -> float:
+    return round(size / 2**20, 3)

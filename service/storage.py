@@ -5,7 +5,8 @@ chosen by one setting, DENDRITE_ARTIFACTS_URL.
 Keys are built from ids only, never from user file names. Every write is atomic: an object
 appears whole or not at all. A local store's files are used in place; where a library needs a
 local file and the store is remote, it gets a temporary copy (`local_file`, `local_target`,
-`checkpoint_folder`), which is removed when the block ends.
+`checkpoint_folder`), which is removed when the block ends. A local store's folders are 0700 and
+its files 0600, the owner's alone (`service.filemodes`).
 """
 
 import hashlib
@@ -23,7 +24,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from service import errors
+from service import errors, filemodes
 from service.config import get_settings
 
 CHUNK_BYTES = 1 << 20
@@ -59,7 +60,7 @@ def reachable() -> bool:
     try:
         fs, root = _store()
         if isinstance(fs, LocalFileSystem):
-            Path(root).mkdir(parents=True, exist_ok=True)
+            filemodes.private_dir(Path(root), tighten=True)
             return os.access(root, os.W_OK | os.X_OK)
         return bool(fs.exists(root.split("/", 1)[0]))
     except Exception:  # noqa: BLE001 - any failure means "not reachable"
@@ -68,6 +69,27 @@ def reachable() -> bool:
 
 def is_local() -> bool:
     return isinstance(_store()[0], LocalFileSystem)
+
+
+def local_root() -> Path | None:
+    """The folder of a local store; None for a remote one."""
+    fs, root = _store()
+    return Path(root) if isinstance(fs, LocalFileSystem) else None
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still add to the filesystem that holds `path` (or its
+    nearest existing parent)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            stats = os.statvfs(folder)
+            return stats.f_bavail * stats.f_frsize
+    raise FileNotFoundError(path)
+
+
+def human(size: int) -> str:
+    """A byte count for people: '1.5 GiB'."""
+    return _human(size)
 
 
 def _checked(key: str) -> str:
@@ -112,7 +134,7 @@ def receive(key: str, chunks: Iterable[bytes], max_bytes: int) -> Iterator[Store
     """
     fs, remote, target = _locate(key)
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(target.parent)
         size, sha256 = _spool(chunks, max_bytes, target)
         yield Stored(size, sha256, target)
         return
@@ -130,7 +152,8 @@ def write_stream(key: str, chunks: Iterable[bytes], max_bytes: int) -> tuple[int
 
 
 def _spool(chunks: Iterable[bytes], max_bytes: int, target: Path) -> tuple[int, str]:
-    """Write `chunks` to a temporary file beside `target`, then rename it into place."""
+    """Write `chunks` to a temporary file beside `target`, then rename it into place (mkstemp
+    makes it 0600, the owner's alone)."""
     digest = hashlib.sha256()
     size = 0
     handle, temp_name = tempfile.mkstemp(
@@ -162,7 +185,7 @@ def upload(path: Path, key: str) -> None:
     if target is None:
         fs.put_file(str(path), remote, chunksize=PART_BYTES)
     elif path.resolve() != target:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(target.parent)
         with path.open("rb") as source:
             _spool(iter(lambda: source.read(CHUNK_BYTES), b""), 1 << 62, target)
 
@@ -226,7 +249,7 @@ def local_target(key: str) -> Iterator[Path]:
     ends without an error."""
     _, remote, target = _locate(key)
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        filemodes.private_dir(target.parent)
         yield target
         return
     with tempfile.TemporaryDirectory(prefix="dendrite-") as folder:

@@ -27,6 +27,8 @@ NA_TOKENS = (
 # pandas' default text dtype, named: astype("str") would turn None (from Parquet) into "None".
 TEXT = pd.StringDtype(na_value=np.nan)
 MAX_VALUES = 100
+# Below this decompressed size a file's compression ratio is not checked (see Limits.check_ratio).
+RATIO_GRACE_BYTES = 8 << 20
 _CHUNK = 1 << 20
 
 Column = dict[str, Any]
@@ -41,6 +43,8 @@ class Limits:
     rows: int
     columns: int
     decompressed_bytes: int
+    # How many times its own size a compressed file may expand to (DENDRITE_MAX_COMPRESSION_RATIO).
+    compression_ratio: float = math.inf
 
     def too_many_rows(self, count: str, what: str = "rows") -> errors.InvalidInput:
         return errors.InvalidInput(
@@ -56,6 +60,21 @@ class Limits:
                 "DENDRITE_MAX_COLUMNS): each feature column becomes an input of the model",
                 field="file",
             )
+
+    def check_ratio(self, file_format: str, decompressed: int, stored: int) -> None:
+        """Refuse a file that expands to more than `compression_ratio` times its size. Files that
+        expand to at most RATIO_GRACE_BYTES are not checked: tiny ones can compress very well."""
+        if decompressed <= RATIO_GRACE_BYTES or decompressed <= self.compression_ratio * stored:
+            return
+        raise errors.PayloadTooLarge(
+            f"the {file_format} file expands from {stored:,} bytes to {decompressed:,} bytes "
+            f"once decompressed, {decompressed / max(stored, 1):,.0f} times its size; at most "
+            f"{self.compression_ratio:g} times is accepted (setting "
+            "DENDRITE_MAX_COMPRESSION_RATIO): real data compresses far less, so this looks like "
+            "a decompression bomb; if the data is genuine, upload it uncompressed (as CSV, or "
+            "NPZ written with numpy.savez)",
+            field="file",
+        )
 
     def too_large(self, what: str, size: int) -> errors.PayloadTooLarge:
         return errors.PayloadTooLarge(

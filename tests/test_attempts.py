@@ -158,6 +158,51 @@ def test_requeue_orphans_takes_only_this_workers_jobs(session: Session) -> None:
     assert mine.status == JobStatus.queued and theirs.status == JobStatus.running
 
 
+KILLED = "was killed (SIGKILL), most likely by the kernel's out-of-memory killer"
+
+
+def test_requeue_lost_requeues_at_once_and_counts_the_attempt(session: Session) -> None:
+    job = _submit(session)
+    _claim(session, job, "w1@host")  # its heartbeat is fresh: the sweep would wait
+    swept = attempts.requeue_lost(session, job.id, "w1@host", KILLED)
+    session.commit()
+    session.expire_all()
+    assert swept.requeued == 1
+    assert job.status == JobStatus.queued and job.worker is None and job.attempts == 1
+    assert queue.waiting("training") == 2  # the submit's and a fresh one
+    assert _claim(session, job, "w2@host").number == 2
+
+
+def test_requeue_lost_leaves_a_job_another_worker_holds(session: Session) -> None:
+    job = _submit(session)
+    _claim(session, job, "w2@host")
+    assert not attempts.requeue_lost(session, job.id, "w1@host", KILLED)
+    session.commit()
+    session.expire_all()
+    assert job.status == JobStatus.running and job.worker == "w2@host"
+
+
+def test_requeue_lost_fails_with_the_cause_once_out_of_attempts(session: Session) -> None:
+    job = _submit(session)
+    for worker in ("w1@host", "w2@host", "w3@host"):
+        _claim(session, job, worker)
+        attempts.requeue_lost(session, job.id, worker, KILLED)
+        session.commit()
+    session.expire_all()
+    assert job.status == JobStatus.failed and job.error is not None
+    assert job.error.startswith("attempt 3 of 3 (DENDRITE_MAX_ATTEMPTS) ended")
+    assert "on w3@host was killed (SIGKILL), most likely" in job.error
+
+
+def test_resend_unclaimed_sends_a_queued_job_again(session: Session) -> None:
+    job, running = _submit(session), _submit(session)
+    _claim(session, running)
+    assert attempts.resend_unclaimed(session, job.id)
+    assert not attempts.resend_unclaimed(session, running.id)
+    session.commit()
+    assert queue.waiting("training") == 3
+
+
 def test_sweep_sends_again_queued_jobs_the_broker_lost(session: Session) -> None:
     old, recent = _submit(session), _submit(session)
     old.dispatched_at = utcnow() - timedelta(minutes=5)

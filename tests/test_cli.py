@@ -19,6 +19,7 @@ def test_api_logs_json_lines_and_stops_gracefully_on_sigterm(tmp_path: Path) -> 
     upgrade_database(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DENDRITE_")}
     env |= {"DENDRITE_DATA_DIR": str(tmp_path), "DENDRITE_DATABASE_URL": database_url}
+    env["DENDRITE_METRICS_EXPOSURE"] = "open"  # a keyless request that logs a 200
     port = free_port()
     log = tmp_path / "api.log"
     with log.open("wb") as output:

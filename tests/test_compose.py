@@ -117,17 +117,31 @@ def test_postgres_and_redis_keep_their_data(services: dict[str, Any]) -> None:
 
 def test_only_the_api_listens_beyond_this_machine(services: dict[str, Any]) -> None:
     """PostgreSQL, Redis and MinIO's S3 API are published only on purpose (README: a worker on
-    another machine); Flower and MinIO's console listen on loopback."""
+    another machine); Flower and MinIO's console listen on loopback (the API too, unless
+    DENDRITE_BIND says otherwise: see below)."""
     for name in ("postgres", "redis", "worker", "migrate"):
         assert "ports" not in services[name], name
     for name in ("flower", "minio"):
         assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
 
 
-def test_api_is_published_and_checked_on_readyz(services: dict[str, Any]) -> None:
+def _host_and_target(port: str | dict[str, Any]) -> tuple[str | None, int]:
+    """A resolved port: Compose 1.29 prints one with a host address as "ip:published:target/tcp"
+    and one without as a mapping."""
+    if isinstance(port, str):
+        host, _, rest = port.rpartition(":")
+        return host.rpartition(":")[0] or None, int(rest.split("/")[0])
+    return port.get("host_ip") or port.get("external_ip"), int(port["target"])
+
+
+def test_api_is_published_on_loopback_and_checked_on_readyz(services: dict[str, Any]) -> None:
+    """Loopback by default (TLS goes in front, README); DENDRITE_BIND publishes it wider."""
     api = services["api"]
-    assert [port["target"] for port in api["ports"]] == [8000]
+    assert [_host_and_target(port) for port in api["ports"]] == [("127.0.0.1", 8000)]
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
+
+    wide = resolved(DENDRITE_BIND="0.0.0.0")["services"]["api"]
+    assert [_host_and_target(port) for port in wide["ports"]] == [("0.0.0.0", 8000)]
 
 
 def test_workers_scale_and_stop_gracefully(services: dict[str, Any]) -> None:

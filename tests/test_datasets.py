@@ -411,14 +411,50 @@ def test_delete_rejects_dataset_with_active_job(session: Session) -> None:
     assert storage.exists(dataset.storage_key)
 
 
-def test_delete_removes_row_file_and_finished_jobs(session: Session) -> None:
+def test_delete_refuses_dataset_with_finished_jobs_listing_them(session: Session) -> None:
+    dataset = upload(session, CONCRETE)
+    jobs = [
+        orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=5, status=status)
+        for status in ("failed", "succeeded", "cancelled")
+    ]
+    session.add_all(jobs)
+    session.flush()
+
+    with pytest.raises(errors.HasDependents) as caught:
+        datasets.delete(session, OWNER, dataset.id)
+
+    assert caught.value.status_code == 409 and caught.value.field == "dataset_id"
+    dependents = caught.value.extra["dependents"]
+    assert dependents["jobs"]["count"] == 3
+    assert set(dependents["jobs"]["ids"]) == {job.id for job in jobs}
+    assert dependents["models"] == {"count": 0, "ids": []}
+    assert "cascade=true" in caught.value.detail
+    assert dataset_count(session) == 1 and storage.exists(dataset.storage_key)
+
+
+def test_delete_lists_at_most_twenty_ids_of_a_kind_but_counts_all(session: Session) -> None:
+    dataset = upload(session, CONCRETE)
+    session.add_all(
+        orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=5, status="failed")
+        for _ in range(25)
+    )
+    session.flush()
+
+    with pytest.raises(errors.HasDependents) as caught:
+        datasets.delete(session, OWNER, dataset.id)
+
+    jobs = caught.value.extra["dependents"]["jobs"]
+    assert jobs["count"] == 25 and len(jobs["ids"]) == datasets.MAX_LISTED_IDS == 20
+
+
+def test_delete_with_cascade_removes_row_file_and_finished_jobs(session: Session) -> None:
     dataset = upload(session, CONCRETE)
     session.add(
         orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=5, status="failed")
     )
     session.flush()
 
-    datasets.delete(session, OWNER, dataset.id)
+    datasets.delete(session, OWNER, dataset.id, cascade=True)
     assert storage.exists(dataset.storage_key)  # until the delete commits
     session.commit()
 
@@ -427,6 +463,61 @@ def test_delete_removes_row_file_and_finished_jobs(session: Session) -> None:
     assert session.scalar(select(func.count()).select_from(orm.Job)) == 0
     with pytest.raises(errors.NotFound):
         datasets.delete(session, OWNER, dataset.id)
+
+
+def test_delete_with_cascade_keeps_a_sweep_with_trials_on_another_dataset(
+    session: Session,
+) -> None:
+    doomed, kept = upload(session, CONCRETE), upload(session, CONCRETE)
+    sweep = orm.Sweep(owner=OWNER.owner, request={}, metric="val_loss", direction="min")
+    session.add(sweep)
+    session.flush()
+    for number, dataset in enumerate((doomed, kept)):
+        session.add(
+            orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=5,
+                    status="succeeded", sweep_id=sweep.id, sweep_trial=number)
+        )  # fmt: skip
+    session.flush()
+
+    datasets.delete(session, OWNER, doomed.id, cascade=True)
+    session.commit()
+
+    assert session.get(orm.Sweep, sweep.id) is not None
+    trials = session.scalars(select(orm.Job.dataset_id).where(orm.Job.sweep_id == sweep.id))
+    assert list(trials) == [kept.id]
+
+
+def test_storage_used_counts_the_owners_datasets_and_models(session: Session) -> None:
+    dataset = upload(session, CONCRETE)
+    upload(session, PENGUINS)
+    datasets.create(session, keys.Principal(owner="bob"), io.BytesIO(CONCRETE), "b.csv", None, None)
+    job = orm.Job(dataset_id=dataset.id, task="regression", request={}, epochs=1)
+    session.add(job)
+    session.flush()
+    session.add(
+        orm.Model(owner=OWNER.owner, job_id=job.id, task="regression", input_schema={},
+                  outputs={}, parameters=1, size_bytes=1234, storage_key="models/x.keras")
+    )  # fmt: skip
+    session.flush()
+
+    assert datasets.storage_used(session, OWNER.owner) == len(CONCRETE) + len(PENGUINS) + 1234
+    assert datasets.storage_used(session, "carol") == 0
+
+
+def test_create_past_the_quota_stops_reading_and_leaves_no_file(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DENDRITE_MAX_STORAGE_BYTES_PER_OWNER", str(3 << 20))
+    get_settings.cache_clear()
+    stream = io.BytesIO(b"a,b\n" + b"1,2\n" * (4 << 20))  # 16 MiB
+
+    with pytest.raises(errors.QuotaExceeded) as caught:
+        datasets.create(session, OWNER, stream, "big.csv", "text/csv", None)
+
+    assert caught.value.status_code == 413 and caught.value.field == "file"
+    assert "0 of 3145728 bytes" in caught.value.detail
+    assert stream.tell() <= (3 << 20) + datasets.CHUNK_BYTES  # not read to its end
+    assert stored_files(settings) == [] and dataset_count(session) == 0
 
 
 def test_delete_rolled_back_keeps_row_and_file(session: Session) -> None:

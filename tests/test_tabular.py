@@ -1,5 +1,6 @@
 """Parquet uploads checked against their limits before they fill memory: real bombs, small on disk,
-huge once decoded, with the memory Arrow takes while refusing them measured."""
+huge once decoded (or expanding past the compression ratio), with the memory Arrow takes while
+refusing them measured."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from service import errors, tabular
+from tests.conftest import DATA
 
 LIMITS = tabular.Limits(rows=10**9, columns=100, decompressed_bytes=16 << 20)
 MiB = 1 << 20
@@ -114,3 +116,53 @@ def test_read_table_refuses_csv_over_the_row_limit(tmp_path: Path) -> None:
     limits = tabular.Limits(rows=10, columns=100, decompressed_bytes=1 << 30)
     with pytest.raises(errors.InvalidInput, match="more than 10 rows"):
         tabular.read_table(path, "csv", limits=limits)
+
+
+# --- compression ratio ------------------------------------------------------------------------
+
+RATIO_LIMITS = tabular.Limits(
+    rows=10**9, columns=100, decompressed_bytes=1 << 30, compression_ratio=100
+)
+
+
+def test_read_table_refuses_parquet_expanding_past_the_ratio_from_the_footer(
+    tmp_path: Path, arrow_peak: pa.MemoryPool
+) -> None:
+    path = tmp_path / "ratio.parquet"
+    _write_row_groups(path, pa.table({"a": np.zeros(1 << 20)}), times=4, compression="zstd")
+    assert path.stat().st_size < 64 * 1024  # 32 MiB of float64, under the absolute limit
+
+    with pytest.raises(errors.PayloadTooLarge) as caught:
+        tabular.read_table(path, "parquet", limits=RATIO_LIMITS)
+
+    assert "DENDRITE_MAX_COMPRESSION_RATIO" in caught.value.detail
+    assert f"expands from {path.stat().st_size:,} bytes to 33,554,432 bytes" in caught.value.detail
+    assert caught.value.field == "file"
+    assert arrow_peak.max_memory() < 4 * MiB
+
+
+def test_read_table_refuses_repeated_text_past_the_ratio_while_decoding(
+    tmp_path: Path, arrow_peak: pa.MemoryPool
+) -> None:
+    path = tmp_path / "text.parquet"
+    one_mib_of_text = pa.array(["x" * MiB])
+    column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(32, "int32")), one_mib_of_text)
+    pq.write_table(pa.table({"a": column}), path, store_schema=False, compression="zstd")
+
+    with pytest.raises(errors.PayloadTooLarge, match="DENDRITE_MAX_COMPRESSION_RATIO"):
+        tabular.read_table(path, "parquet", limits=RATIO_LIMITS)
+
+    assert arrow_peak.max_memory() < 8 * MiB
+
+
+@pytest.mark.parametrize("grace", [0, tabular.RATIO_GRACE_BYTES])
+def test_read_table_accepts_real_data_as_parquet_under_the_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace: int
+) -> None:
+    monkeypatch.setattr(tabular, "RATIO_GRACE_BYTES", grace)  # 0: checked despite its small size
+    path = tmp_path / "concrete.parquet"
+    tabular.read_table(DATA / "concrete_data.csv", "csv").to_parquet(path)
+
+    frame = tabular.read_table(path, "parquet", limits=RATIO_LIMITS)
+
+    assert len(frame) == 1030 and "Strength" in frame.columns

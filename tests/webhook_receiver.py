@@ -1,5 +1,6 @@
 """A real HTTP server on loopback that receives webhooks: it records every POST, answers 500 to
-the first `fail_first`, and checks signatures the way the README tells a receiver to."""
+the first `fail_first` (then `status`, with `location` if given), and checks signatures the way
+the README tells a receiver to."""
 
 import hashlib
 import hmac
@@ -31,21 +32,24 @@ def verify(secret: str, received: Received, tolerance: float = 300) -> bool:
 
 
 class Receiver:
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, status: int = 200, location: str | None = None) -> None:
         self.fail_first = fail_first
         self.received: list[Received] = []
         self._arrived = threading.Condition()
-        receiver = self
+        receiver, answer = self, status
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._arrived:
-                    status = 500 if len(receiver.received) < receiver.fail_first else 200
+                    failing = len(receiver.received) < receiver.fail_first
+                    status = 500 if failing else answer
                     headers = {name.lower(): value for name, value in self.headers.items()}
                     receiver.received.append(Received(headers, body, status))
                     receiver._arrived.notify_all()
                 self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

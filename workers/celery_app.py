@@ -3,36 +3,63 @@
 Running any TensorFlow op in the parent before the pool forks deadlocks every child, so the
 child imports TensorFlow as it starts (`worker_process_init`): the next job finds it warm.
 
-The job table, not the broker, decides what runs (`service.attempts`): a task claims its job
-first, so a duplicate or late delivery does nothing. A child that dies (out of memory, SIGKILL)
-takes its message with it (`task_reject_on_worker_lost=False`); the sweep requeues the job, a
-bounded number of times, where a redelivered message would retry it forever.
+The job table, not the broker, decides what runs (`service.attempts`): a task claims a job first,
+so a duplicate or late delivery does nothing, and a job whose process is lost is requeued with a
+fresh message, a bounded number of times, where a redelivered message would retry it forever
+(`task_reject_on_worker_lost=False`). Lost jobs come back three ways:
+
+- a pool process dies (out of memory, SIGKILL): the parent sees it at once (Celery reports a
+  `WorkerLostError`, in the parent, through `task_failure`) and requeues the job that process
+  held (`workers.holds`), counting the attempt; the message says why it died;
+- the whole worker dies: its heartbeats stop and the API's sweep requeues the job after
+  `stale_after` (16 s by default, swept every 4 s);
+- it stops cleanly (SIGTERM): the job is handed back at the next epoch boundary.
+
+So the broker's own redelivery is never needed, and with Redis it is harmful: a dead worker's
+unacknowledged message stays in Redis' `unacked` hash until the visibility timeout (7 h, above
+the longest job) and only then comes back, for a job finished long ago. With Redis, messages are
+therefore acknowledged as a pool process starts the task (`task_acks_late=False`), and
+`worker_disable_prefetch` keeps a busy worker from reserving the next message meanwhile, which
+early acks would otherwise allow (it would sit unacknowledged in the busy worker while idle
+workers wait). A worker that dies between reserving and starting a message (milliseconds) leaves
+a queued job without a message, which the sweep's count sends again (`redispatch_lost`).
+Elsewhere acks stay late: the embedded broker keeps unacknowledged messages in the worker's
+memory, RabbitMQ returns them when the connection drops, and neither can stop prefetching.
 """
 
 import logging
 import time
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import Celery
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import (
     setup_logging,
+    task_failure,
+    worker_init,
     worker_process_init,
     worker_ready,
+    worker_shutdown,
     worker_shutting_down,
 )
 
 from service import logs, queue
 from service.config import JOB_TIME_LIMIT_GRACE, get_settings
-from workers import shutdown
+from workers import holds, memory, shutdown
 
 log = logging.getLogger(__name__)
+
+REDIS_SCHEMES = ("redis", "rediss", "sentinel")
+acks_early = get_settings().celery_broker_url.split("://", 1)[0] in REDIS_SCHEMES
 
 app = Celery("dendrite", include=["workers.tasks"])
 app.conf.update(queue.celery_config(get_settings()))
 app.conf.update(
-    task_acks_late=True,
+    task_acks_late=not acks_early,
+    worker_disable_prefetch=acks_early,
     task_reject_on_worker_lost=False,
-    # The job stops itself at its time limit; this kills a child stuck past it (the sweep then
+    # The job stops itself at its time limit; this kills a child stuck past it (its worker then
     # fails the job with the time-limit reason).
     task_time_limit=get_settings().job_time_limit + JOB_TIME_LIMIT_GRACE,
     # A running job keeps training through a broker outage; the database records its outcome.
@@ -53,6 +80,68 @@ def _configure_logging(loglevel: Any = None, **_: Any) -> None:
     """dendrite's logging (JSON lines, job ids) in place of Celery's, in the worker and its pool
     processes."""
     logs.configure(get_settings().log_format, loglevel or logging.INFO)
+
+
+@worker_init.connect
+def _before_the_pool_starts(sender: Any = None, **_: Any) -> None:
+    global _oom_kills
+    holds.create()
+    memory.concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    _oom_kills = memory.oom_kills()
+
+
+@worker_shutdown.connect
+def _remove_holds(**_: Any) -> None:
+    holds.remove()
+
+
+_oom_kills: int | None = None  # the cgroup's count of out-of-memory kills, last seen
+
+
+@task_failure.connect
+def _requeue_lost_jobs(
+    sender: Any = None, exception: BaseException | None = None, args: Any = None, **_: Any
+) -> None:
+    """In the parent, as soon as a pool process running a task is gone: requeue the job it held
+    (or fail it, out of attempts) while this worker still holds it. Failures inside a job are
+    the child's to record; this sees only the process' death."""
+    if not isinstance(exception, WorkerLostError | TimeLimitExceeded):
+        return
+    from service import attempts
+    from service.db import get_engine, session_scope
+
+    cause = _cause_of_death(exception)
+    node = str(getattr(sender.request, "hostname", None) or "")
+    try:
+        lost = holds.lost()
+        with session_scope() as session:
+            for job_id in lost:
+                attempts.requeue_lost(session, job_id, node, cause)
+            if not lost and args:  # it died before claiming: its message is gone
+                attempts.resend_unclaimed(session, str(args[0]))
+        get_engine().dispose()  # the next pool process must not share this connection
+    except Exception:  # the sweep recovers the job later
+        log.exception("could not requeue the job of a pool process that %s", cause)
+
+
+def _cause_of_death(exception: BaseException) -> str:
+    """How the process died, in words for the job's error."""
+    global _oom_kills
+    if isinstance(exception, TimeLimitExceeded):
+        return "was stopped at its hard time limit"
+    seen, _oom_kills = _oom_kills, memory.oom_kills()
+    if seen is not None and _oom_kills is not None and _oom_kills > seen:
+        return (
+            "was ended by the kernel's out-of-memory killer: the job needs more memory than the "
+            "worker has. Try a smaller batch_size or network, or give the workers more memory"
+        )
+    if "SIGKILL" in str(exception):
+        return (
+            "was killed (SIGKILL), most likely by the kernel's out-of-memory killer: the job "
+            "needed more memory than the worker had. Try a smaller batch_size or network, or "
+            "give the workers more memory (see DENDRITE_WORKER_MAX_MEMORY_MB)"
+        )
+    return f"exited unexpectedly ({exception})"
 
 
 @worker_ready.connect

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from service import attempts, datasets, storage
+from service import attempts, datasets, logs, storage
 from service.attempts import Attempt
 from service.config import get_settings
 from service.db import session_scope
@@ -18,7 +18,7 @@ from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
 from service.orm import Dataset, Job, JobStatus, Model, new_id
 from service.schemas import JobCreate, Training
-from workers import diagnostics, shutdown
+from workers import diagnostics, holds, memory, shutdown
 from workers.callbacks import Checkpoint, EpochRecorder, Heartbeat, Stop, StopReason
 from workers.timings import Laps
 
@@ -34,26 +34,44 @@ class _Stopped(Exception):
 
 
 def run(job_id: str, worker: str) -> None:
-    """Run one queued job until it ends or is handed back. A job that is not queued (a duplicate
-    delivery, or one that another worker took) is left alone."""
+    """Run, for the message sent for `job_id`, the fairest queued job of its queue (not always
+    that job: `service.queue.fairest`) until it ends or is handed back. When no job is queued (a
+    duplicate or late delivery), nothing runs."""
     with shutdown.running_job():  # from here, SIGTERM hands the job back
-        with session_scope() as session:
-            attempt = attempts.claim(session, job_id, worker)
-            if attempt is None:
-                job = session.get(Job, job_id)
-                status = job.status if job else "missing"
-                log.warning("job %s is %s; not running it", job_id, status)
-                return
-            job = session.get_one(Job, job_id)
-            device, job.device_used = _pick_device(job.device)
-            request = JobCreate.model_validate(job.request)
-            dataset = job.dataset
-            session.expunge(dataset)
-            log.info("job %s: attempt %d, %s, %s", job_id, attempt.number, worker, job.device_used)
-        _attempt(attempt, device, request, dataset)
+        with session_scope() as session:  # its own transaction: claims take turns
+            attempt = attempts.claim_next(session, job_id, worker)
+        if attempt is None:
+            log.warning("job %s: no queued job left for its message; not running any", job_id)
+            return
+        if attempt.job_id != job_id:
+            log.info("job %s: its message runs job %s (fair share)", job_id, attempt.job_id)
+        with logs.job_context(attempt.job_id):  # the claimed job drives everything from here
+            with session_scope() as session:
+                job = session.get_one(Job, attempt.job_id)
+                device, job.device_used = _pick_device(job.device)
+                request = JobCreate.model_validate(job.request)
+                dataset = job.dataset
+                session.expunge(dataset)
+                log.info(
+                    "job %s: attempt %d, %s, %s",
+                    attempt.job_id,
+                    attempt.number,
+                    worker,
+                    job.device_used,
+                )
+            _attempt(attempt, device, request, dataset)
 
 
 def _attempt(attempt: Attempt, device: str | None, request: JobCreate, dataset: Dataset) -> None:
+    # Should this process die, its worker requeues the job at once (workers.holds); should it
+    # outgrow the memory ceiling, the job fails saying so (workers.memory).
+    with holds.holding(attempt.job_id), memory.ceiling(attempt):
+        _run_attempt(attempt, device, request, dataset)
+
+
+def _run_attempt(
+    attempt: Attempt, device: str | None, request: JobCreate, dataset: Dataset
+) -> None:
     stop = Stop(attempt.deadline)
     heartbeat = Heartbeat(attempt, stop, get_settings().heartbeat_interval)
     heartbeat.start()

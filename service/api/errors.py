@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from service.errors import DendriteError
+from service.errors import INSUFFICIENT_STORAGE_DETAIL, DendriteError, out_of_space
 from service.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Invalid: `detail` says how to fix it."},
     "4XX": {"model": ErrorBody, "description": "The request cannot be served as sent."},
     500: {"model": ErrorBody, "description": "A bug in dendrite: it has been logged."},
+    507: {
+        "model": ErrorBody,
+        "description": "`insufficient_storage`: a disk or the database is full; nothing of the "
+        "request was saved. Try again once the operator has freed space.",
+    },
 }
 
 _KINDS = {
@@ -38,11 +44,23 @@ def envelope(
     detail: str,
     field: str | None = None,
     headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"error": kind, "detail": detail}
     if field is not None:
         body["field"] = field
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _out_of_space(error: BaseException) -> JSONResponse | None:
+    """The 507 for an error that means a disk or the database is full (whatever raised it: the
+    artifact store, the multipart parser's spool file, SQLite, PostgreSQL); else None. The unit
+    of work has rolled back, and a stored file follows it, so nothing of the request is kept."""
+    if not out_of_space(error):
+        return None
+    log.error("out of storage space: %s", error)
+    return envelope(507, "insufficient_storage", INSUFFICIENT_STORAGE_DETAIL)
 
 
 def _pointer(location: tuple[Any, ...] | list[Any], body: Any = None) -> str:
@@ -90,7 +108,9 @@ def _not_json(content_type: str | None) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DendriteError)
     async def _domain(_: Request, error: DendriteError) -> JSONResponse:
-        return envelope(error.status_code, error.kind, error.detail, error.field, error.headers)
+        return envelope(
+            error.status_code, error.kind, error.detail, error.field, error.headers, error.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -125,6 +145,8 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, error: HTTPException) -> JSONResponse:
         kind = _KINDS.get(error.status_code, "http_error")
         cause = error.__cause__
+        if cause is not None and (full := _out_of_space(cause)) is not None:
+            return full  # FastAPI's 400 "error parsing the body": the spool file filled a disk
         if isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
             byte = cause.object[cause.start]
             detail = (
@@ -135,7 +157,15 @@ def install(app: FastAPI) -> None:
         # Its headers too: a 405's Allow, a cut-off body's Connection: close.
         return envelope(error.status_code, kind, str(error.detail), headers=error.headers)
 
+    # Handled here, not as a 500 (which Starlette re-raises after answering).
+    @app.exception_handler(OSError)
+    @app.exception_handler(SQLAlchemyError)
+    async def _storage(request: Request, error: Exception) -> JSONResponse:
+        return _out_of_space(error) or await _unexpected(request, error)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        if (full := _out_of_space(error)) is not None:
+            return full
         log.exception("unhandled error", exc_info=error)
         return envelope(500, "internal_error", "an unexpected error occurred; it has been logged")

@@ -6,8 +6,15 @@ when the tab closes; never in a cookie or the URL), and fetches everything with 
 job, each plot (shown from a blob: URL) and the event stream `GET /v1/jobs/{id}/events`, read
 with fetch. An `epoch` event redraws the plots (at most one redraw in flight); a `status` event
 re-reads the job. Without the event stream the page polls every 2 s.
+
+Its Content-Security-Policy (`headers(page)`) lets the page run only its own script and style
+(by their hashes), talk only to this origin, show images only from blob: URLs, and never be
+framed.
 """
 
+import base64
+import hashlib
+import re
 from string import Template
 
 _PAGE = Template("""<!doctype html>
@@ -197,7 +204,30 @@ start();
 """)
 
 
+def _source(page: str, element: str) -> str:
+    """The CSP source of the page's one `element` (script or style): its hash."""
+    match = re.search(rf"<{element}>(.*?)</{element}>", page, re.DOTALL)
+    assert match is not None
+    digest = hashlib.sha256(match[1].encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
 def render(job_id_json: str) -> str:
     """The page for one job; `job_id_json` is the id as a JSON string literal."""
     # "<" escaped: nothing in the id can close the script element.
     return _PAGE.substitute(job_id=job_id_json.replace("<", "\\u003c"))
+
+
+def headers(page: str) -> dict[str, str]:
+    """The response headers of a rendered page: its Content-Security-Policy."""
+    policy = [
+        "default-src 'none'",
+        f"script-src {_source(page, 'script')}",
+        f"style-src {_source(page, 'style')}",
+        "img-src blob:",  # the plots, fetched with the key
+        "connect-src 'self'",  # the API and its event stream
+        "base-uri 'none'",
+        "form-action 'none'",  # the key form is handled by the script
+        "frame-ancestors 'none'",
+    ]
+    return {"Content-Security-Policy": "; ".join(policy), "Cache-Control": "no-store"}

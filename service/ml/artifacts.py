@@ -7,11 +7,14 @@ from pathlib import Path
 
 import keras
 
+from service.filemodes import FILE_MODE
+
 
 def save(model: keras.Model, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.keras")
     model.save(tmp)
+    tmp.chmod(FILE_MODE)  # Keras makes it with the umask's mode; the owner's alone
     tmp.replace(path)
     return path.stat().st_size
 

@@ -51,6 +51,7 @@ class Plan:
     labels: list[Any] | None = None
     sample_shape: list[int] = field(default_factory=list)
     scale_pixels: bool = False
+    memory: shapes.Memory | None = None  # what one training step holds (`_check_size`)
 
 
 def input_name(column: str, taken: set[str]) -> str:
@@ -118,7 +119,7 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
     else:
         _resolve_tabular(request, plan, columns)
     _check_layers_fit(request, plan)
-    _check_parameters(request, plan, columns)
+    _check_size(request, plan, columns, dataset.rows)
     if plan.output_units == 1 and plan.output_activation in ("softmax", "log_softmax", "sparsemax"):
         raise InvalidInput(
             f"output_activation '{plan.output_activation}' over the single output unit gives the "
@@ -305,8 +306,22 @@ def input_shape(plan: Plan, columns: dict[str, Any]) -> shapes.Shape:
     return (width,)
 
 
-def _check_parameters(request: JobCreate, plan: Plan, columns: dict[str, Any]) -> None:
-    layers = shapes.infer(request.network.layers, input_shape(plan, columns), plan.output_units)
+def _check_size(request: JobCreate, plan: Plan, columns: dict[str, Any], rows: int) -> None:
+    """The network's parameters and the memory training it takes, against their limits."""
+    shape = input_shape(plan, columns)
+    layers = shapes.infer(request.network.layers, shape, plan.output_units)
+    _check_parameters(layers)
+    optimizer = request.training.optimizer
+    plan.memory = shapes.training_memory(
+        layers,
+        shape,
+        batch_size=max(1, min(request.training.batch_size, rows)),
+        slots=shapes.optimizer_slots(optimizer.name, optimizer.momentum),
+    )
+    _check_memory(request, plan.memory)
+
+
+def _check_parameters(layers: list[shapes.LayerShape]) -> None:
     total = sum(layer.parameters for layer in layers)
     limit = get_settings().max_parameters
     if total > limit:
@@ -318,3 +333,31 @@ def _check_parameters(request: JobCreate, plan: Plan, columns: dict[str, Any]) -
             f"{largest.parameters:,}: use fewer units or filters, or pool before a dense layer",
             field="/network" if largest.index is None else f"/network/layers/{largest.index}",
         )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:,.0f} MB"
+
+
+def _check_memory(request: JobCreate, memory: shapes.Memory) -> None:
+    limit_mb = get_settings().max_training_memory_mb
+    if memory.total_bytes <= limit_mb * 2**20:
+        return
+    layer, size = memory.largest()
+    if memory.input_bytes >= size or (layer.index is None and layer.name != "output"):
+        field, what, size = "/training/batch_size", "the input batch", memory.input_bytes
+    elif layer.index is None:
+        field, what = "/network", "the output layer"
+    else:
+        kind = request.network.layers[layer.index].type
+        field, what = f"/network/layers/{layer.index}", f"layer {layer.index} ({kind})"
+    raise InvalidInput(
+        f"training this network takes about {_mb(memory.total_bytes)} of memory, more than the "
+        f"{limit_mb:,} MB allowed (setting DENDRITE_MAX_TRAINING_MEMORY_MB): weights, gradients "
+        f"and optimizer state {_mb(memory.weights_bytes)}, activations of a batch of "
+        f"{memory.batch_size:,} rows (kept for the backward pass) "
+        f"{_mb(memory.activations_bytes)}, the input batch {_mb(memory.input_bytes)}. The most "
+        f"is {what}, with {_mb(size)}: use a smaller training.batch_size, fewer filters or "
+        "units, or pool (or stride) earlier",
+        field=field,
+    )

@@ -1,4 +1,5 @@
-"""Output shapes and parameter counts of a network, worked out in plain Python (no TensorFlow).
+"""Output shapes and parameter counts of a network, worked out in plain Python (no TensorFlow),
+and the memory training it takes (`training_memory`).
 
 The API checks a network against its limits before queueing it without loading Keras. Names, shapes
 and counts follow `service.ml.builder` layer for layer (including the channel axis it adds before an
@@ -113,3 +114,57 @@ def _window(
             field=field,
         )
     return ((shape[0] - window[0]) // strides[0] + 1, (shape[1] - window[1]) // strides[1] + 1)
+
+
+# Training memory, in float32 values (4 bytes): every weight has a gradient and the optimizer's
+# state (its slots per weight, below); every layer's output for the batch is kept for the backward
+# pass, which makes a gradient as large (and the activation function's input, for most layers).
+BYTES_PER_VALUE = 4
+BACKWARD_FACTOR = 2
+OPTIMIZER_SLOTS = {
+    "adam": 2, "adamw": 2, "nadam": 2, "adamax": 2, "adadelta": 2, "ftrl": 2,
+    "rmsprop": 1, "adagrad": 1, "lion": 1, "sgd": 0,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes one training step holds: the weights with their gradients and optimizer state, each
+    layer's activations for a batch (forward and backward), and the input batch."""
+
+    batch_size: int  # the batch as trained: at most the dataset's rows
+    weights_bytes: int
+    activations_bytes: int
+    input_bytes: int
+    per_layer: list[tuple[LayerShape, int]]  # each layer's weights and activations
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.activations_bytes + self.input_bytes
+
+    def largest(self) -> tuple[LayerShape, int]:
+        return max(self.per_layer, key=lambda pair: pair[1])
+
+
+def optimizer_slots(name: str, momentum: float | None) -> int:
+    """Values the optimizer keeps per weight (Keras 3): moments, accumulators, velocities."""
+    extra = 1 if name in ("sgd", "rmsprop") and momentum else 0
+    return OPTIMIZER_SLOTS.get(name, 2) + extra
+
+
+def training_memory(
+    layers: Sequence[LayerShape], input_shape: Shape, batch_size: int, slots: int
+) -> Memory:
+    per_layer = []
+    for layer in layers:
+        weights = layer.parameters * (2 + slots) * BYTES_PER_VALUE
+        activations = batch_size * prod(layer.output_shape) * BYTES_PER_VALUE * BACKWARD_FACTOR
+        per_layer.append((layer, weights + activations))
+    weights_total = sum(layer.parameters for layer in layers) * (2 + slots) * BYTES_PER_VALUE
+    return Memory(
+        batch_size=batch_size,
+        weights_bytes=weights_total,
+        activations_bytes=sum(size for _, size in per_layer) - weights_total,
+        input_bytes=batch_size * prod(input_shape) * BYTES_PER_VALUE,
+        per_layer=per_layer,
+    )

@@ -1,6 +1,8 @@
 """GET /v1/jobs/{id}/events: the job's status changes and epochs as Server-Sent Events, written to
 the test database as a worker writes them."""
 
+import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -178,3 +180,57 @@ def test_a_last_event_id_this_stream_never_sent_is_refused(
     for bad in ("7", "1:sleeping:1", "-1:running:1", "1:running"):
         response = client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": bad})
         assert_envelope(response, 422, "Last-Event-ID")
+
+
+def test_streams_past_the_owners_limit_get_a_429_and_slots_come_back(
+    client: TestClient,
+    other_client: TestClient,
+    job: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DENDRITE_MAX_EVENT_STREAMS_PER_OWNER", "2")
+    get_settings.cache_clear()
+    url = f"/v1/jobs/{job['id']}/events"
+    with client.stream("GET", url) as first, client.stream("GET", url) as second:
+        followed = [events(response.iter_lines()) for response in (first, second)]
+        assert [next(stream).name for stream in followed] == ["status", "status"]
+        assert service_events.SLOTS.held("alice") == 2
+        refused = client.get(url)
+        body = assert_envelope(refused, 429)
+        assert "DENDRITE_MAX_EVENT_STREAMS_PER_OWNER" in body["detail"]
+        assert int(refused.headers["Retry-After"]) > 0
+        # Another owner's streams are theirs to count.
+        assert_envelope(other_client.get(url), 404, "job_id")
+    # Closed streams give their slots back.
+    assert service_events.SLOTS.held("alice") == 0
+    with client.stream("GET", url) as again:
+        assert again.status_code == 200
+
+
+def test_streams_of_one_job_share_one_reader(
+    client: TestClient, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streams = 8
+    monkeypatch.setenv("DENDRITE_MAX_EVENT_STREAMS_PER_OWNER", str(streams))
+    get_settings.cache_clear()
+    reads_with_running: list[str] = []
+    read = service_events.read
+
+    def counted(job_id: str, cursor: service_events.Cursor) -> service_events.Batch:
+        batch = read(job_id, cursor)
+        if any(e.id.endswith(":running:1") for e in batch.events):
+            reads_with_running.append(job_id)
+        return batch
+
+    monkeypatch.setattr(service_events, "read", counted)
+    url = f"/v1/jobs/{job['id']}/events"
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(client.stream("GET", url)) for _ in range(streams)]
+        followed = [events(response.iter_lines()) for response in opened]
+        assert all(next(stream).id == "0:queued:0" for stream in followed)
+        time.sleep(0.5)  # every stream is now waiting on the job's shared reader
+        worker = Worker(job["id"])
+        worker.claim()
+        assert all(next(stream).id == "0:running:1" for stream in followed)
+    # One read served them all (without sharing: one read per stream).
+    assert len(reads_with_running) < streams // 2, reads_with_running

@@ -25,7 +25,8 @@ def test_readyz_with_database_and_broker_returns_ready(client: TestClient) -> No
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": True, "broker": True, "artifacts": True},
+        "checks": {"database": True, "broker": True, "artifacts": True, "free_space": True},
+        "details": {},
     }
 
 
@@ -42,7 +43,8 @@ def test_readyz_with_unreachable_broker_returns_503(
     assert response.status_code == 503, response.text
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": True, "broker": False, "artifacts": True},
+        "checks": {"database": True, "broker": False, "artifacts": True, "free_space": True},
+        "details": {},
     }
 
 
@@ -62,7 +64,8 @@ def test_readyz_with_unreachable_artifact_store_returns_503(
     response = client.get("/readyz")
 
     assert response.status_code == 503, response.text
-    assert response.json()["checks"] == {"database": True, "broker": True, "artifacts": False}
+    checks = response.json()["checks"]
+    assert checks == {"database": True, "broker": True, "artifacts": False, "free_space": True}
 
 
 def test_readyz_with_a_local_store_it_cannot_write_returns_503(
@@ -82,6 +85,37 @@ def test_readyz_with_a_local_store_it_cannot_write_returns_503(
 def job_body_examples(schema: dict[str, Any], path: str) -> dict[str, Any]:
     body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
     return dict(body["examples"])
+
+
+def test_readyz_with_less_free_space_than_the_minimum_returns_503_saying_where(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DENDRITE_MIN_FREE_BYTES", str(1 << 60))  # 1 EiB: more than any disk
+    get_settings.cache_clear()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["checks"] == {
+        "database": True, "broker": True, "artifacts": True, "free_space": False
+    }  # fmt: skip
+    detail = body["details"]["free_space"]
+    # The test's data directory holds all three, on one filesystem: it is named once.
+    assert detail.startswith("the artifact store has ") and detail.count(" free, ") == 1
+    assert "less than DENDRITE_MIN_FREE_BYTES" in detail
+
+
+def test_readyz_free_space_check_off_with_zero(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DENDRITE_MIN_FREE_BYTES", "0")
+    get_settings.cache_clear()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["free_space"] is True
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs", "/v1/specs/validate"])

@@ -1,19 +1,24 @@
 """Request limits (service/api/limits.py) and upload limits, under lowered settings so the tests
-stay small: body sizes by Content-Length and while streaming, JSON nesting, rows, and Parquet and
-NPZ files that decompress to more than they may."""
+stay small: body sizes by Content-Length and while streaming, JSON nesting, rows, Parquet and
+NPZ files that decompress to more than they may (or to more than the compression ratio allows),
+and prediction bodies with more instances than one request may hold."""
 
 import io
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from service import tabular
 from service.api.limits import JsonDepth, JsonTooDeep
 from service.config import Settings, get_settings
+from service.schemas import MAX_INSTANCES
 from tests.api.conftest import assert_envelope, concrete_job, upload_bytes
+from tests.conftest import DATA
 
 
 @pytest.fixture
@@ -27,6 +32,14 @@ def limits(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Sett
         monkeypatch.setenv(f"DENDRITE_{name}", str(value))
     get_settings.cache_clear()
     yield get_settings()
+    get_settings.cache_clear()
+
+
+def _override(monkeypatch: pytest.MonkeyPatch, **values: int) -> None:
+    """Change settings for one test through the environment, as a server would read them (a
+    setting patched on the cached object would be lost to a reload)."""
+    for name, value in values.items():
+        monkeypatch.setenv(f"DENDRITE_{name}", str(value))
     get_settings.cache_clear()
 
 
@@ -282,3 +295,77 @@ def test_job_over_the_request_limit_is_refused_before_it_is_parsed(
     response = client.post("/v1/jobs", json=body)
 
     assert_envelope(response, 413)
+
+
+def test_npz_expanding_past_the_compression_ratio_is_refused(
+    client: TestClient, limits: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _override(monkeypatch, MAX_DECOMPRESSED_BYTES=1 << 30)
+    content = _npz(x=np.zeros((16, 1 << 17)), y=np.zeros(16))  # 16 MiB of zeros
+    assert len(content) < 50_000
+
+    response = upload_bytes(client, content, "bomb.npz", content_type="application/octet-stream")
+
+    body = assert_envelope(response, 413, "file")
+    assert "DENDRITE_MAX_COMPRESSION_RATIO" in body["detail"] and "100 times" in body["detail"]
+    assert client.get("/v1/datasets").json()["total"] == 0
+
+
+def test_parquet_expanding_past_the_compression_ratio_is_refused(
+    client: TestClient, limits: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _override(monkeypatch, MAX_DECOMPRESSED_BYTES=1 << 30, MAX_ROWS=10**9)
+    content = _parquet(pa.table({"a": np.zeros(1 << 21)}), compression="zstd")  # 16 MiB
+
+    response = upload_bytes(client, content, "bomb.parquet", content_type="application/x-parquet")
+
+    body = assert_envelope(response, 413, "file")
+    assert "DENDRITE_MAX_COMPRESSION_RATIO" in body["detail"]
+
+
+def test_real_npz_and_parquet_are_under_the_compression_ratio(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tabular, "RATIO_GRACE_BYTES", 0)  # the ratio checked despite their size
+    concrete = io.BytesIO()
+    pd.read_csv(DATA / "concrete_data.csv").to_parquet(concrete)
+
+    images = upload_bytes(
+        client, (DATA / "mnist_small.npz").read_bytes(), "mnist.npz", content_type="x"
+    )
+    table = upload_bytes(client, concrete.getvalue(), "concrete.parquet", content_type="x")
+
+    assert images.status_code == 201, images.text
+    assert table.status_code == 201, table.text
+
+
+# --- prediction instances ---------------------------------------------------------------------
+
+
+def test_json_prediction_over_the_instance_limit_is_refused(client: TestClient) -> None:
+    instances = [{"a": 1}] * (MAX_INSTANCES + 1)
+
+    response = client.post("/v1/models/m/predict", json={"instances": instances})
+
+    assert "at most 100000 items" in assert_envelope(response, 422, "/instances")["detail"]
+
+
+def test_csv_prediction_over_the_instance_limit_is_refused_as_json_is(client: TestClient) -> None:
+    content = b"a\n" + b"1\n" * (MAX_INSTANCES + 1)
+
+    response = client.post(
+        "/v1/models/m/predict", content=content, headers={"Content-Type": "text/csv"}
+    )
+
+    detail = assert_envelope(response, 422)["detail"]
+    assert "more than 100,000 rows" in detail and "split" in detail
+
+
+def test_csv_prediction_at_the_instance_limit_reaches_the_model(client: TestClient) -> None:
+    content = b"a\n" + b"1\n" * MAX_INSTANCES
+
+    response = client.post(
+        "/v1/models/m/predict", content=content, headers={"Content-Type": "text/csv"}
+    )
+
+    assert_envelope(response, 404, "model_id")  # read whole, then looked up

@@ -3,76 +3,22 @@ an upload cut off mid-stream leaves nothing behind, and oversized headers get a 
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx2
 import pytest
 
-from service.db import upgrade_database
-from tests.e2e.conftest import free_port
+from tests.api.live import Server, running_api
 
 BOUNDARY = b"dendrite-test-boundary"
 
 
-@dataclass
-class Server:
-    port: int
-    data_dir: Path
-    temp_dir: Path
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def datasets_on_disk(self) -> list[Path]:
-        return sorted((self.data_dir / "artifacts" / "datasets").glob("*"))
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("live")
-    database_url = f"sqlite:///{root / 'dendrite.db'}"
-    upgrade_database(database_url)
-    (root / "tmp").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DENDRITE_")}
-    env |= {
-        "DENDRITE_DATA_DIR": str(root / "data"),
-        "DENDRITE_DATABASE_URL": database_url,
-        "DENDRITE_AUTH_ENABLED": "false",
-        "TMPDIR": str(root / "tmp"),  # where the multipart parser spools a large file part
-        "PYTHONUNBUFFERED": "1",
-    }
-    live = Server(free_port(), root / "data", root / "tmp", root / "api.log")
-    command = [sys.executable, "-m", "service.cli", "api", "--port", str(live.port)]
-    with live.log.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-    try:
-        _wait_until_up(live, process)
+    with running_api(tmp_path_factory.mktemp("live")) as live:
         yield live
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_until_up(live: Server, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API exited early:\n{live.log.read_text()}")
-        try:
-            if httpx2.get(f"{live.url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the API did not start:\n{live.log.read_text()}")
 
 
 def _connect(live: Server) -> socket.socket:

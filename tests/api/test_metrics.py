@@ -1,5 +1,6 @@
 """GET /metrics: Prometheus text that a scraper parses, with request latency by route template,
-jobs by status, queue depth, training time and epochs per second read from the database."""
+jobs by status, queue depth, training time and epochs per second read from the database; served
+with a key by default, or open, or not at all (DENDRITE_METRICS_EXPOSURE)."""
 
 from datetime import timedelta
 
@@ -10,10 +11,10 @@ from prometheus_client.samples import Sample
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service import queue
+from service import metrics, queue
 from service.config import get_settings
-from service.orm import EpochMetric, Job, JobStatus, utcnow
-from tests.api.conftest import Upload, concrete_job
+from service.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus, utcnow
+from tests.api.conftest import Upload, assert_envelope, bearer, concrete_job, create_key
 
 FAMILIES = {
     "dendrite_http_request_duration_seconds": "histogram",
@@ -25,9 +26,15 @@ FAMILIES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def fresh_histogram() -> None:
+    """The training-time histogram is kept in the process; each test's database starts empty."""
+    metrics.forget_training_seconds()
+
+
 def scrape(client: TestClient) -> list[Sample]:
-    """GET /metrics as a scraper does: with no API key."""
-    with TestClient(client.app) as scraper:
+    """GET /metrics as a scraper does: with an API key as its bearer token."""
+    with TestClient(client.app, headers=bearer(create_key("prometheus"))) as scraper:
         response = scraper.get("/metrics")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
@@ -52,22 +59,61 @@ def submit_jobs(client: TestClient, upload: Upload, count: int) -> list[str]:
 
 def record_epochs(session: Session, job_id: str, status: JobStatus, seconds: list[float]) -> None:
     started = utcnow() - timedelta(minutes=5)
+    finished = utcnow() if status in FINAL_STATUSES else None
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status=status, started_at=started, heartbeat_at=utcnow(), worker="w1@host")
+        .values(
+            status=status,
+            started_at=started,
+            heartbeat_at=utcnow(),
+            worker="w1@host",
+            finished_at=finished,
+        )
     )
     for epoch, spent in enumerate(seconds, start=1):
         session.add(EpochMetric(job_id=job_id, epoch=epoch, metrics={"loss": 1.0}, seconds=spent))
     session.commit()
 
 
-def test_metrics_are_open_and_list_every_family(client: TestClient) -> None:
-    response = TestClient(client.app).get("/metrics")  # no API key
+def test_metrics_need_a_key_by_default_and_list_every_family(client: TestClient) -> None:
+    assert_envelope(TestClient(client.app).get("/metrics"), 401)  # no API key
+    assert_envelope(TestClient(client.app, headers=bearer("dk_wrong")).get("/metrics"), 401)
+
+    response = client.get("/metrics")
 
     assert response.status_code == 200, response.text
     families = {f.name: f.type for f in text_string_to_metric_families(response.text)}
     assert FAMILIES.items() <= families.items()
+
+
+def test_metrics_open_or_off_as_set(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DENDRITE_METRICS_EXPOSURE", "open")
+    get_settings.cache_clear()
+    assert TestClient(client.app).get("/metrics").status_code == 200  # no API key
+
+    monkeypatch.setenv("DENDRITE_METRICS_EXPOSURE", "off")
+    get_settings.cache_clear()
+    assert_envelope(client.get("/metrics"), 404)
+
+
+def test_training_time_counts_each_succeeded_job_once_across_scrapes(
+    client: TestClient, upload: Upload, session: Session
+) -> None:
+    """Kept as jobs succeed, not re-read: a job already counted is not counted again, and one that
+    succeeds between scrapes is added."""
+    first, second = submit_jobs(client, upload, 2)
+    record_epochs(session, first, JobStatus.succeeded, [2.0])
+    name = "dendrite_job_training_seconds"
+    assert value(scrape(client), f"{name}_count") == 1
+    assert value(scrape(client), f"{name}_count") == 1
+
+    record_epochs(session, second, JobStatus.succeeded, [20.0, 20.0])
+    samples = scrape(client)
+    assert value(samples, f"{name}_count") == 2
+    assert value(samples, f"{name}_sum") == pytest.approx(42.0)
+    assert value(samples, f"{name}_bucket", le="5.0") == 1
+    assert value(samples, f"{name}_bucket", le="60.0") == 2
 
 
 def test_request_latency_is_counted_by_route_template_method_and_status(

@@ -63,6 +63,16 @@ def test_validate_mnist_course_network_counts_parameters(
     assert summary["parameters"] == 615440 + 78500 + 1010
     assert summary["output_units"] == 10 and summary["labels"] == list(range(10))
     assert summary["loss"] == "categorical_crossentropy"
+    # Training memory at batch 32 with adam: weights, gradients and 2 slots; 1,678 activations
+    # per image (flatten, dense, dense, output), twice for the backward pass; the input batch.
+    assert summary["training_memory"] == {
+        "total_mb": round((694_950 * 4 * 4 + 32 * 1678 * 4 * 2 + 32 * 784 * 4) / 2**20, 3),
+        "weights_mb": round(694_950 * 4 * 4 / 2**20, 3),
+        "activations_mb": round(32 * 1678 * 4 * 2 / 2**20, 3),
+        "input_mb": round(32 * 784 * 4 / 2**20, 3),
+        "batch_size": 32,
+        "limit_mb": 4096,
+    }
 
 
 def test_validate_penguins_one_hot_encodes_string_features(

@@ -21,6 +21,7 @@ def quick_retries(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("DENDRITE_WEBHOOK_POLL_INTERVAL", "0.05")
     monkeypatch.setenv("DENDRITE_WEBHOOK_RETRY_DELAY", "0.05")
     monkeypatch.setenv("DENDRITE_WEBHOOK_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("DENDRITE_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")  # the loopback receivers
     get_settings.cache_clear()
     yield
 
@@ -64,6 +65,20 @@ def test_create_job_rejects_a_callback_url_that_is_not_http(
 ) -> None:
     dataset = upload("concrete_data.csv")
     for url in ("ftp://example.com/hook", "file:///etc/passwd", "not a url"):
+        response = client.post("/v1/jobs", json=concrete_job(dataset["id"], callback_url=url))
+        assert_envelope(response, 422, "/callback_url")
+    assert client.get("/v1/jobs").json()["total"] == 0
+
+
+def test_create_job_rejects_a_callback_url_with_credentials(
+    client: TestClient, upload: Upload
+) -> None:
+    dataset = upload("concrete_data.csv")
+    for url in ("http://user:pass@example.com/hook", "https://token@example.com/hook"):
+        response = client.post("/v1/jobs", json=concrete_job(dataset["id"], callback_url=url))
+        body = assert_envelope(response, 422, "/callback_url")
+        assert "credentials" in body["detail"]
+    for url in ("gopher://127.0.0.1:6379/_FLUSHALL", "dict://127.0.0.1:11211/"):
         response = client.post("/v1/jobs", json=concrete_job(dataset["id"], callback_url=url))
         assert_envelope(response, 422, "/callback_url")
     assert client.get("/v1/jobs").json()["total"] == 0

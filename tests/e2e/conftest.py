@@ -111,7 +111,11 @@ class Service:
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("embedded")
     port = free_port()
-    service = Service(f"http://127.0.0.1:{port}", _env(DENDRITE_DATA_DIR=str(root / "data")), root)
+    env = _env(
+        DENDRITE_DATA_DIR=str(root / "data"),
+        DENDRITE_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",  # test_live.py's receiver is on loopback
+    )
+    service = Service(f"http://127.0.0.1:{port}", env, root)
     service.use_new_key()
     service.start("serve", "serve", "--port", str(port))
     yield from service.serve()

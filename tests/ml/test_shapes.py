@@ -3,10 +3,11 @@ and the limits and shape errors that `plan.resolve` raises from them before a jo
 
 from typing import Any
 
+import keras
 import numpy as np
 import pytest
 
-from service import orm
+from service import orm, spec
 from service.config import Settings, get_settings
 from service.errors import InvalidInput
 from service.ml import builder, shapes
@@ -226,3 +227,107 @@ def test_resolve_rejects_too_many_epochs(limits: Settings) -> None:
         plans.resolve(request, _images([4, 4]))
 
     assert caught.value.field == "/training/epochs"
+
+
+# --- training memory -------------------------------------------------------------------------
+
+MNIST_CNN: list[dict[str, Any]] = [
+    {"type": "conv2d", "filters": 32}, {"type": "max_pooling2d"},
+    {"type": "conv2d", "filters": 64}, {"type": "max_pooling2d"},
+    FLAT, {"type": "dropout", "rate": 0.5}, {"type": "dense", "units": 128},
+]  # fmt: skip
+HUGE_CONV: list[dict[str, Any]] = [
+    {"type": "conv2d", "filters": 4096},
+    {"type": "global_average_pooling2d"},
+]
+
+
+def _mnist(rows: int = 60_000) -> orm.Dataset:
+    dataset = _images([28, 28])
+    dataset.rows = rows
+    return dataset
+
+
+@pytest.mark.parametrize(
+    ("name", "momentum"),
+    [(name, None) for name in spec.OPTIMIZERS] + [("sgd", 0.9), ("rmsprop", 0.9)],
+)
+def test_optimizer_slots_match_the_state_keras_keeps(name: str, momentum: float | None) -> None:
+    options: dict[str, Any] = {"learning_rate": 0.01}
+    if momentum is not None:
+        options["momentum"] = momentum
+    optimizer = keras.optimizers.get({"class_name": name, "config": options})
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])  # 20 weights
+    optimizer.build(model.trainable_variables)
+
+    values = sum(int(variable.numpy().size) for variable in optimizer.variables)
+
+    assert values // 20 == shapes.optimizer_slots(name, momentum)  # besides a few scalars
+
+
+def test_training_memory_counts_weights_activations_and_the_input_batch() -> None:
+    request = _request("classification", "y", MNIST_NET, training={"batch_size": 64})
+
+    memory = plans.resolve(request, _mnist()).memory
+
+    assert memory is not None and memory.batch_size == 64
+    assert memory.weights_bytes == 694_950 * (1 + 1 + 2) * 4  # weights, gradients, adam's two
+    assert memory.activations_bytes == 64 * (784 + 784 + 100 + 10) * 4 * 2
+    assert memory.input_bytes == 64 * 784 * 4
+
+
+def test_training_memory_batch_is_at_most_the_dataset_rows() -> None:
+    request = _request("classification", "y", MNIST_NET, training={"batch_size": 65536})
+
+    memory = plans.resolve(request, _mnist(rows=3000)).memory
+
+    assert memory is not None and memory.batch_size == 3000
+
+
+@pytest.mark.parametrize("batch_size", [32, 128, 1024])
+def test_course_and_mnist_networks_fit_the_default_limit_with_room(batch_size: int) -> None:
+    limit = get_settings().max_training_memory_mb * 2**20
+    for layers in (MNIST_NET, MNIST_CNN):
+        request = _request("classification", "y", layers, training={"batch_size": batch_size})
+        memory = plans.resolve(request, _mnist()).memory
+        assert memory is not None and memory.total_bytes < limit / 4, layers
+
+
+def test_resolve_rejects_a_batch_whose_activations_exceed_the_limit_naming_the_layer() -> None:
+    """The issue's case: within max_parameters (41k), but about a terabyte to train."""
+    request = _request("classification", "y", HUGE_CONV, training={"batch_size": 65536})
+
+    with pytest.raises(InvalidInput) as caught:
+        plans.resolve(request, _mnist())
+
+    assert caught.value.field == "/network/layers/0"
+    for words in ("4,096 MB", "DENDRITE_MAX_TRAINING_MEMORY_MB", "layer 0 (conv2d)", "60,000 rows"):
+        assert words in caught.value.detail
+
+
+def test_resolve_names_the_batch_when_the_input_takes_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DENDRITE_MAX_TRAINING_MEMORY_MB", "1")
+    get_settings.cache_clear()
+    request = _request("classification", "y", [{"type": "max_pooling2d", "pool_size": 7}, FLAT],
+                       training={"batch_size": 4096})  # fmt: skip
+
+    with pytest.raises(InvalidInput, match="the input batch") as caught:
+        plans.resolve(request, _mnist())
+
+    assert caught.value.field == "/training/batch_size"
+
+
+def test_resolve_accepts_a_network_within_a_lowered_memory_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = _request("classification", "y", MNIST_CNN, training={"batch_size": 128})
+    needed = plans.resolve(request, _mnist()).memory
+    assert needed is not None
+    monkeypatch.setenv("DENDRITE_MAX_TRAINING_MEMORY_MB", str(-(-needed.total_bytes // 2**20)))
+    get_settings.cache_clear()
+
+    assert plans.resolve(request, _mnist()).memory == needed
+    monkeypatch.setenv("DENDRITE_MAX_TRAINING_MEMORY_MB", str(needed.total_bytes // 2**20 - 1))
+    get_settings.cache_clear()
+    with pytest.raises(InvalidInput, match="DENDRITE_MAX_TRAINING_MEMORY_MB"):
+        plans.resolve(request, _mnist())

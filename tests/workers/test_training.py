@@ -74,7 +74,8 @@ def store(request: pytest.FixtureRequest) -> str:
 def test_handed_back_job_resumes_after_its_checkpoint(
     session: Session, monkeypatch: pytest.MonkeyPatch, store: str
 ) -> None:
-    job, uninterrupted = _submit(session, epochs=6), _submit(session, epochs=6)
+    # A message runs its owner's oldest queued job (fair share), so the baseline goes first.
+    uninterrupted, job = _submit(session, epochs=6), _submit(session, epochs=6)
     run_job(uninterrupted.id)
     with monkeypatch.context() as patch:
         _hand_back_after(patch, 3)

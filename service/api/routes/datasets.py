@@ -1,17 +1,32 @@
 """Datasets: upload, list, read, preview, delete."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import File, Form, Query, Response, UploadFile, status
 
 from service import datasets
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
-from service.schemas import DatasetPreview, DatasetRead, Page
+from service.schemas import DatasetConflict, DatasetPreview, DatasetRead, ErrorBody, Page
 
 router = v1_router("/v1/datasets", "datasets")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
+_UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": ErrorBody,
+        "description": "`payload_too_large`: the file passes DENDRITE_MAX_UPLOAD_BYTES (or, once "
+        "read, a row, column or decompression limit); `quota_exceeded`: it does not fit in your "
+        "storage quota (DENDRITE_MAX_STORAGE_BYTES_PER_OWNER). Nothing is stored.",
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    responses=_UPLOAD_RESPONSES,
+)
 def create_dataset(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -57,8 +72,34 @@ def preview_dataset(
     return DatasetPreview(dataset_id=dataset.id, rows=datasets.preview(dataset, limit))
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(session: SessionDep, principal: CurrentPrincipal, dataset_id: str) -> Response:
-    """Delete a dataset and its file; 409 while a queued or running job uses it."""
-    datasets.delete(session, principal, dataset_id)
+_DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "Deleted, with its file (and, with `cascade=true`, its dependents)."},
+    404: {"model": ErrorBody, "description": "No such dataset (or another owner's)."},
+    409: {
+        "model": DatasetConflict,
+        "description": "A queued or running job uses the dataset (cancel it or wait), or, without "
+        "`cascade=true`, finished jobs, trained models or sweeps depend on it: `dependents` "
+        "gives their counts and ids.",
+    },
+}
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_DELETE_RESPONSES)
+def delete_dataset(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    dataset_id: str,
+    cascade: Annotated[
+        bool,
+        Query(
+            description="Also delete the finished jobs, trained models (and their files) and "
+            "sweeps that depend on the dataset. Without it, a dataset that has any is a 409 that "
+            "lists them."
+        ),
+    ] = False,
+) -> Response:
+    """Delete a dataset and its file. Its finished jobs, their models and its sweeps go with it
+    only when asked (`cascade=true`): otherwise a 409 lists them. Always 409 while a queued or
+    running job uses it."""
+    datasets.delete(session, principal, dataset_id, cascade=cascade)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -73,4 +73,5 @@ def get_job_page(
     """An HTML page with the job's plots, updated live; it asks for your API key (no key needed)."""
     if principal is not None:  # a browser sends no key; an API client that does is checked
         jobs.get(session, principal, job_id)
-    return HTMLResponse(job_page.render(json.dumps(job_id)))
+    page = job_page.render(json.dumps(job_id))
+    return HTMLResponse(page, headers=job_page.headers(page))

@@ -1,14 +1,22 @@
 """A job's live progress as Server-Sent Events."""
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Header, Response, status
+from fastapi import Depends, Header, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from service import events
-from service.api.deps import CurrentPrincipal, v1_router
+from service.api.deps import CurrentPrincipal, bearer, principal_for, v1_router
+from service.config import get_settings
+from service.errors import DendriteError
+from service.schemas import ErrorBody
+
+log = logging.getLogger(__name__)
 
 router = v1_router("/v1/jobs", "jobs")
 
@@ -51,7 +59,43 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": _EVENT_SCHEMA, "example": _EXAMPLE}},
     },
     204: {"description": "`Last-Event-ID` is the job's final event: there is nothing more."},
+    429: {
+        "model": ErrorBody,
+        "description": "The owner has DENDRITE_MAX_EVENT_STREAMS_PER_OWNER streams open already "
+        "(Retry-After says when to try again).",
+    },
 }
+
+
+class _HeldStream(EventSourceResponse):
+    """An event stream that gives its owner's slot back when it ends, however it ends."""
+
+    def __init__(self, owner: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            events.SLOTS.give_back(self.owner)
+
+
+def _key_check(token: str | None) -> Callable[[], Awaitable[bool]] | None:
+    """Whether the stream's key still authenticates (None without authentication)."""
+    if not get_settings().auth_enabled:
+        return None
+
+    async def still_allowed() -> bool:
+        try:
+            await principal_for(token)
+        except DendriteError:  # revoked (or deleted): the stream ends
+            return False
+        except Exception:  # the database is away: the key is not known to be revoked
+            log.exception("events: could not check an event stream's API key")
+        return True
+
+    return still_allowed
 
 
 @router.get(
@@ -62,6 +106,7 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def stream_job_events(
     principal: CurrentPrincipal,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     job_id: str,
     last_event_id: Annotated[
         str | None,
@@ -72,15 +117,20 @@ async def stream_job_events(
         ),
     ] = None,
 ) -> Response:
-    """Live progress (Server-Sent Events): each status change and epoch, until the job ends."""
+    """Live progress (Server-Sent Events): each status change and epoch, until the job ends.
+
+    An owner may hold DENDRITE_MAX_EVENT_STREAMS_PER_OWNER streams at once (429 past it); a
+    stream whose API key is revoked ends (a reconnect then gets 401)."""
     await anyio.to_thread.run_sync(events.open_stream, principal, job_id)
     cursor = events.parse_cursor(last_event_id)
     if cursor.ended:
         # 204 tells an EventSource not to reconnect.
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+    still_allowed = _key_check(credentials.credentials if credentials else None)
 
     async def sent() -> AsyncIterator[ServerSentEvent]:
-        async for event in events.stream(job_id, cursor):
+        async for event in events.stream(job_id, cursor, still_allowed):
             yield ServerSentEvent(event.data, event=event.name, id=event.id)
 
-    return EventSourceResponse(sent(), ping=PING_SECONDS)
+    events.SLOTS.take(principal.owner)  # the response gives it back
+    return _HeldStream(principal.owner, sent(), ping=PING_SECONDS)

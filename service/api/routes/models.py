@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service import examples, models
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.errors import InvalidInput, UnsupportedMediaType
-from service.schemas import ModelRead, Page, PredictRequest, PredictResponse
+from service.schemas import MAX_INSTANCES, ModelRead, Page, PredictRequest, PredictResponse
 
 router = v1_router("/v1/models", "models")
 
@@ -54,10 +54,17 @@ def get_model(session: SessionDep, principal: CurrentPrincipal, model_id: str) -
 
 
 def _parse_csv(body: bytes) -> list[dict[str, Any]]:
+    """The CSV's rows as records; the parser stops one row past MAX_INSTANCES, so a body of
+    millions of tiny rows is refused before it becomes millions of records."""
     try:
-        frame = pd.read_csv(io.BytesIO(body), skipinitialspace=True)
+        frame = pd.read_csv(io.BytesIO(body), skipinitialspace=True, nrows=MAX_INSTANCES + 1)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise InvalidInput(f"the CSV body cannot be read: {error}") from None
+    if len(frame) > MAX_INSTANCES:
+        raise InvalidInput(
+            f"the CSV body has more than {MAX_INSTANCES:,} rows; one request predicts at most "
+            f"{MAX_INSTANCES:,} instances (as with JSON): split the rows into several requests"
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     records: list[dict[str, Any]] = (
         frame.astype(object).where(frame.notna(), None).to_dict("records")
