@@ -1,27 +1,32 @@
-# syntax=docker/dockerfile:1
 # One image, several commands: `dendrite api`, `dendrite worker`, `dendrite migrate` (and `serve`,
 # `keys`). CPU TensorFlow by default; the GPU build adds TensorFlow's CUDA libraries:
 #   docker build -t dendrite .                                 # CPU
 #   docker build -t dendrite:gpu --build-arg EXTRAS=gpu .      # GPU (NVIDIA container toolkit)
-ARG PYTHON_VERSION=3.11
+# It builds with the classic builder and with BuildKit alike (no BuildKit-only syntax). The base
+# is any Debian-like image with Python 3.11 and its venv module, `python:3.11-slim` by default:
+#   docker build -t dendrite --build-arg BASE_IMAGE=registry.example/python:3.11-slim .
+ARG BASE_IMAGE=python:3.11-slim
 
 # Build: a virtual environment with dendrite and its dependencies, nothing else.
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM ${BASE_IMAGE} AS build
 ARG EXTRAS=""
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-RUN python -m venv /opt/dendrite
-COPY pyproject.toml README.md ./
+RUN python3 -m venv /opt/dendrite
+# The dependencies first, from pyproject.toml alone: a change to dendrite's code rebuilds only
+# the last layer, not TensorFlow's. (pip compiles the .pyc files: TensorFlow imports in each
+# job's process start faster.)
+COPY pyproject.toml ./
+RUN /opt/dendrite/bin/python -c 'import sys, tomllib; project = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = [e for e in sys.argv[1].split(",") if e]; print("\n".join(project["dependencies"] + [d for e in extras for d in project["optional-dependencies"][e]]))' "$EXTRAS" > /tmp/requirements.txt \
+    && /opt/dendrite/bin/pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-# The pip cache stays in BuildKit's cache, out of the image; rebuilds reuse downloaded wheels.
-# (pip compiles the .pyc files: TensorFlow imports in each job's process start faster.)
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/dendrite/bin/pip install ".${EXTRAS:+[$EXTRAS]}"
+RUN /opt/dendrite/bin/pip install --no-deps ".${EXTRAS:+[$EXTRAS]}"
 
 # Runtime: the same slim Python, the virtual environment, and an unprivileged user.
-FROM python:${PYTHON_VERSION}-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/dendrite/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
