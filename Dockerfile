@@ -18,12 +18,13 @@ RUN python3 -m venv /opt/dendrite
 # job's process start faster.)
 COPY pyproject.toml ./
 RUN /opt/dendrite/bin/python -c 'import sys, tomllib; project = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = [e for e in sys.argv[1].split(",") if e]; print("\n".join(project["dependencies"] + [d for e in extras for d in project["optional-dependencies"][e]]))' "$EXTRAS" > /tmp/requirements.txt \
-    && /opt/dendrite/bin/pip install -r /tmp/requirements.txt
+    && /opt/dendrite/bin/pip install -r /tmp/requirements.txt "setuptools>=69,<81"
 COPY README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-RUN /opt/dendrite/bin/pip install --no-deps ".${EXTRAS:+[$EXTRAS]}"
+# No network needed from here: the build backend (setuptools) is already in the environment.
+RUN /opt/dendrite/bin/pip install --no-deps --no-build-isolation ".${EXTRAS:+[$EXTRAS]}"
 
 # Runtime: the same slim Python, the virtual environment, and an unprivileged user.
 FROM ${BASE_IMAGE} AS runtime
