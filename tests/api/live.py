@@ -40,9 +40,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_api(root: Path, **settings: str) -> Iterator[Server]:
+def running_api(root: Path, log: Path | None = None, **settings: str) -> Iterator[Server]:
     """`dendrite api` on a free port, with `settings` as DENDRITE_* variables (authentication off
-    unless they say otherwise); stopped on exit."""
+    unless they say otherwise), its files under `root` and its output in `log` (default
+    root/api.log); stopped on exit."""
     database_url = f"sqlite:///{root / 'dendrite.db'}"
     upgrade_database(database_url)
     (root / "tmp").mkdir()
@@ -55,7 +56,7 @@ def running_api(root: Path, **settings: str) -> Iterator[Server]:
         "PYTHONUNBUFFERED": "1",
     }
     env |= {f"DENDRITE_{name.upper()}": value for name, value in settings.items()}
-    live = Server(free_port(), root / "data", root / "tmp", root / "api.log", env)
+    live = Server(free_port(), root / "data", root / "tmp", log or root / "api.log", env)
     command = [sys.executable, "-m", "service.cli", "api", "--port", str(live.port)]
     with live.log.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=log)

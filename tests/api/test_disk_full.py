@@ -9,7 +9,6 @@ import contextlib
 import copy
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ import httpx2
 import pytest
 
 from service import examples
-from service.db import upgrade_database
-from tests.e2e.conftest import free_port
+from tests.api import live
 
 FILESYSTEM_BYTES = 30 << 20
 MIN_FREE_BYTES = 8 << 20  # DENDRITE_MIN_FREE_BYTES of the server under test
@@ -29,26 +27,25 @@ MIN_FREE_BYTES = 8 << 20  # DENDRITE_MIN_FREE_BYTES of the server under test
 
 @dataclass
 class Server:
-    port: int
+    """A real `dendrite api` whose files all lie on `mount`, a tiny filesystem."""
+
+    live: live.Server
     mount: Path
-    data_dir: Path
-    temp_dir: Path
-    log: Path
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.live.url
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.live.temp_dir
 
     def free_bytes(self) -> int:
         stats = os.statvfs(self.mount)
         return stats.f_bavail * stats.f_frsize
 
     def datasets_on_disk(self) -> list[str]:
-        folder = self.data_dir / "artifacts" / "datasets"
-        return sorted(path.name for path in folder.glob("*")) if folder.is_dir() else []
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return [path.name for path in self.live.datasets_on_disk()]
 
 
 @contextlib.contextmanager
@@ -77,42 +74,11 @@ def tiny_filesystem(folder: Path) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("disk-full")
-    with tiny_filesystem(root / "fs") as mount:
-        data_dir, temp_dir = mount / "data", mount / "tmp"
-        data_dir.mkdir()
-        temp_dir.mkdir()
-        upgrade_database(f"sqlite:///{data_dir / 'dendrite.db'}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DENDRITE_")}
-        env |= {
-            "DENDRITE_DATA_DIR": str(data_dir),
-            "DENDRITE_AUTH_ENABLED": "false",
-            "DENDRITE_MIN_FREE_BYTES": str(MIN_FREE_BYTES),
-            "TMPDIR": str(temp_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
-        live = Server(free_port(), mount, data_dir, temp_dir, root / "api.log")
-        command = [sys.executable, "-m", "service.cli", "api", "--port", str(live.port)]
-        with live.log.open("wb") as log:
-            process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-        try:
-            _wait_until_up(live, process)
-            yield live
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _wait_until_up(live: Server, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API exited early:\n{live.log_text()}")
-        try:
-            if httpx2.get(f"{live.url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the API did not start:\n{live.log_text()}")
+    with (
+        tiny_filesystem(root / "fs") as mount,
+        live.running_api(mount, log=root / "api.log", min_free_bytes=str(MIN_FREE_BYTES)) as api,
+    ):
+        yield Server(api, mount)
 
 
 def _space_returns(live: Server, wanted: int, timeout: float = 30) -> bool:
