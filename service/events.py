@@ -256,8 +256,8 @@ async def stream(
             changed = feed.changed
             with anyio.move_on_after(max(next_check - anyio.current_time(), 0)):
                 await changed.wait()
-            if still_allowed is not None and anyio.current_time() >= next_check:
-                if not await still_allowed():
+            if anyio.current_time() >= next_check:
+                if still_allowed is not None and not await still_allowed():
                     return
                 next_check = anyio.current_time() + check_interval
             if changed.is_set() and feed.last is not None and feed.last[0] == cursor:
