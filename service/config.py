@@ -2,7 +2,7 @@
 
 import base64
 import ipaddress
-from functools import lru_cache
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -345,6 +345,31 @@ class Settings(BaseSettings):
         return self.artifacts_url or str(self.artifacts_path)
 
 
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()
+class _SettingsCache:
+    """The process's settings, read from the environment once.
+
+    `functools.lru_cache` would let a read that began before `cache_clear()` store its stale
+    result after it (a background task reading settings while a test or a reload changes the
+    environment); here a read and a clear take the same lock, so after `cache_clear()` returns
+    every read sees the environment as it is then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: Settings | None = None
+
+    def __call__(self) -> Settings:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = Settings()
+                value = self._value
+        return value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+get_settings = _SettingsCache()
