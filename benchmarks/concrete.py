@@ -8,7 +8,7 @@ import sys
 import time
 
 from benchmarks.harness import DATA, Figure, Run, Service, environment
-from service import examples
+from service.schemas import examples
 
 PLAIN_SCRIPT = """
 import sys

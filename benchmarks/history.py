@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from benchmarks import concrete
 from benchmarks.harness import Figure, Run, Service, percentile
-from service.db import make_engine
-from service.orm import EpochMetric, Job
+from service.core.db import make_engine
+from service.core.orm import EpochMetric, Job
 
 
 def _fill(service: Service, job_id: str, epochs: int) -> None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Figure, Run, Service, environment
-from service import examples
+from service.schemas import examples
 
 PLAIN_SCRIPT = """
 import sys

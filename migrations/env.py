@@ -1,10 +1,11 @@
-"""Alembic environment: migrates the database named by `sqlalchemy.url` (set by `service.db`)."""
+"""Alembic environment: migrates the database named by `sqlalchemy.url` (set by
+`service.core.db`)."""
 
 from alembic import context
 from sqlalchemy import pool
 
-from service.db import make_engine
-from service.orm import Base
+from service.core.db import make_engine
+from service.core.orm import Base
 
 config = context.config
 target_metadata = Base.metadata

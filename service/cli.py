@@ -11,11 +11,12 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from service import filemodes, keys, logs
+from service import keys
 from service.api.http import PROTOCOL
-from service.config import get_settings
-from service.db import session_scope, upgrade_database
-from service.errors import DendriteError
+from service.core import filemodes, logs
+from service.core.config import get_settings
+from service.core.db import session_scope, upgrade_database
+from service.core.errors import DendriteError
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 API_SHUTDOWN_SECONDS = 20  # below compose's stop_grace_period for the API (30 s)
@@ -32,7 +33,7 @@ app.add_typer(keys_app, name="keys")
 @app.callback()
 def _private_files() -> None:
     """Every command: files and folders it or its children create are the running user's
-    alone (0600 / 0700; `service.filemodes`)."""
+    alone (0600 / 0700; `service.core.filemodes`)."""
     filemodes.restrict_umask()
 
 

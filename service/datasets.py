@@ -15,8 +15,9 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from service import csv_stats, errors, npz, orm, storage, tabular
-from service.config import get_settings
+from service.core import errors, orm, storage
+from service.core.config import get_settings
+from service.formats import csv_stats, npz, tabular
 from service.keys import Principal
 
 CHUNK_BYTES = 1 << 20

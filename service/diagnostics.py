@@ -8,8 +8,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service import jobs
+from service.core.orm import EpochDiagnostic
 from service.keys import Principal
-from service.orm import EpochDiagnostic
 from service.schemas import DiagnosticFlag, DiagnosticsRead, EpochDiagnosticRead, LayerDiagnostic
 
 PROBE_ROWS = 256  # training rows in the probe batch, drawn once per job with its seed

@@ -26,11 +26,11 @@ import anyio
 from sqlalchemy import select
 
 from service import jobs
-from service.config import get_settings
-from service.db import session_scope
-from service.errors import InvalidInput, TooManyRequests
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.errors import InvalidInput, TooManyRequests
+from service.core.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus
 from service.keys import Principal
-from service.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus
 from service.schemas import EpochRead
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Job use cases: submit, read, history, cancel. (Recovery from failures: `service.attempts`.)"""
+"""Job use cases: submit, read, history, cancel. (Recovery from failures: `service.leases`.)"""
 
 import hashlib
 import json
@@ -10,13 +10,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import datasets, queue, repeats, storage
-from service.config import get_settings
-from service.db import serialize
-from service.errors import Conflict, NotFound, TooManyRequests
-from service.keys import Principal
-from service.ml import plan as plans
-from service.orm import (
+from service import datasets
+from service.core import queue, storage
+from service.core.config import get_settings
+from service.core.db import serialize
+from service.core.errors import Conflict, NotFound, TooManyRequests
+from service.core.orm import (
     ACTIVE_STATUSES,
     EpochMetric,
     Job,
@@ -24,6 +23,9 @@ from service.orm import (
     WebhookDelivery,
     utcnow,
 )
+from service.experiments import repeats
+from service.keys import Principal
+from service.ml import plan as plans
 from service.schemas import EpochRead, HistoryRead, JobCreate, JobLinks, JobRead, Progress
 
 

@@ -16,7 +16,7 @@ from cachetools import TTLCache
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from service import errors, orm
+from service.core import errors, orm
 
 KEY_PREFIX = "dk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8  # what `dendrite keys list` shows; enough to tell keys apart

@@ -8,24 +8,25 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from service import attempts, repeats, webhooks
+from service import leases, webhooks
 from service.api import errors
-from service.api.key_first import KeyBeforeBody
+from service.api.key_before_body import KeyBeforeBody
 from service.api.limits import RequestLimits
-from service.api.metrics import RequestMetrics
-from service.api.quota_first import QuotaBeforeBody
-from service.api.routes import datasets, health, models, specs
+from service.api.prometheus import RequestMetrics
+from service.api.quota_before_body import QuotaBeforeBody
+from service.api.routes import datasets, health, models, validation
 from service.api.routes import diagnostics as diagnostic_routes
 from service.api.routes import events as event_routes
 from service.api.routes import inspection as inspection_routes
 from service.api.routes import jobs as job_routes
-from service.api.routes import metrics as metric_routes
+from service.api.routes import prometheus as metric_routes
 from service.api.routes import repeats as repeat_routes
 from service.api.routes import sweeps as sweep_routes
 from service.api.routes import webhooks as webhook_routes
 from service.api.security_headers import SecurityHeaders
-from service.config import get_settings
-from service.db import session_scope
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.experiments import repeats
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ Try it here: upload `concrete_data.csv` with name `concrete` (POST /v1/datasets)
 
 def _sweep() -> None:
     with session_scope() as session:
-        swept = attempts.sweep(session)
+        swept = leases.sweep(session)
         repeats.settle_stuck(session)
     if swept:
         log.warning("recovered jobs: %s", swept)
@@ -93,7 +94,13 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestMetrics)  # outermost: times refused bodies too
     app.add_middleware(SecurityHeaders)  # on every response, refusals included
     app.include_router(metric_routes.router)
-    for router in (health.router, datasets.router, job_routes.router, specs.router, models.router):
+    for router in (
+        health.router,
+        datasets.router,
+        job_routes.router,
+        validation.router,
+        models.router,
+    ):
         app.include_router(router)
     app.include_router(diagnostic_routes.router)
     app.include_router(inspection_routes.router)

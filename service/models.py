@@ -7,12 +7,12 @@ from cachetools import TTLCache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import storage
-from service.config import get_settings
-from service.db import session_scope
-from service.errors import Conflict, NotFound
+from service.core import storage
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.errors import Conflict, NotFound
+from service.core.orm import Job, JobStatus, Model
 from service.keys import Principal
-from service.orm import Job, JobStatus, Model
 from service.schemas import (
     ForwardResponse,
     LayerOutput,

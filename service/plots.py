@@ -7,10 +7,11 @@ from matplotlib.figure import Figure
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import charts, diagnostics, jobs
-from service.errors import Conflict, NotFound
+from service import diagnostics, jobs
+from service.core.errors import Conflict, NotFound
+from service.core.orm import EpochMetric, Job, JobStatus
+from service.formats import figures
 from service.keys import Principal
-from service.orm import EpochMetric, Job, JobStatus
 
 PlotKind = Literal["learning-curves", "confusion-matrix", "gradient-norms", "predicted-vs-actual"]
 PlotFormat = Literal["png", "svg"]
@@ -23,7 +24,7 @@ def render(
     there yet."""
     job = jobs.get(session, principal, job_id)
     figure = _DRAW[kind](session, job)
-    return charts.render(figure, fmt)
+    return figures.render(figure, fmt)
 
 
 def _learning_curves(session: Session, job: Job) -> Figure:
@@ -36,7 +37,7 @@ def _learning_curves(session: Session, job: Job) -> Figure:
             "appear after its first epoch",
             field="job_id",
         )
-    return charts.learning_curves([r.epoch for r in rows], [r.metrics for r in rows])
+    return figures.learning_curves([r.epoch for r in rows], [r.metrics for r in rows])
 
 
 def _gradient_norms(session: Session, job: Job) -> Figure:
@@ -57,7 +58,7 @@ def _gradient_norms(session: Session, job: Job) -> Figure:
     names = [n for n in names if any(_norm(r.layers, n) is not None for r in rows)]  # kernels
     norms = {name: [_norm(row.layers, name) for row in rows] for name in names}
     flagged = {row.epoch: [f["kind"] for f in row.flags] for row in rows if row.flags}
-    return charts.gradient_norms([row.epoch for row in rows], norms, flagged)
+    return figures.gradient_norms([row.epoch for row in rows], norms, flagged)
 
 
 def _norm(layers: list[dict[str, Any]], name: str) -> float | None:
@@ -93,12 +94,12 @@ def _evaluation(job: Job, task: str, kind: str, instead: str) -> dict[str, Any]:
 def _confusion_matrix(session: Session, job: Job) -> Figure:
     evaluation = _evaluation(job, "classification", "confusion-matrix", "predicted-vs-actual")
     matrix = evaluation["confusion_matrix"]
-    return charts.confusion_matrix(matrix["labels"], matrix["counts"], evaluation["split"])
+    return figures.confusion_matrix(matrix["labels"], matrix["counts"], evaluation["split"])
 
 
 def _predicted_vs_actual(session: Session, job: Job) -> Figure:
     evaluation = _evaluation(job, "regression", "predicted-vs-actual", "confusion-matrix")
-    return charts.predicted_vs_actual(evaluation["predicted_vs_actual"], evaluation["split"])
+    return figures.predicted_vs_actual(evaluation["predicted_vs_actual"], evaluation["split"])
 
 
 _DRAW = {

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from service.config import Settings, get_settings
-from service.db import get_engine, get_sessionmaker, upgrade_database
-from service.orm import Base
+from service.core.config import Settings, get_settings
+from service.core.db import get_engine, get_sessionmaker, upgrade_database
+from service.core.orm import Base
 
 DATA = Path(__file__).parent / "data"
 # moto accepts any credentials; botocore reads them from the environment as it would AWS's.

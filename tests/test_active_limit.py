@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from service import datasets, examples, jobs, keys, queue
-from service.config import Settings, get_settings
-from service.db import get_sessionmaker
-from service.errors import TooManyRequests
-from service.schemas import JobCreate
+from service import datasets, jobs, keys
+from service.core import queue
+from service.core.config import Settings, get_settings
+from service.core.db import get_sessionmaker
+from service.core.errors import TooManyRequests
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 
 OWNER = keys.Principal(owner="alice")

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import attempts, datasets, examples, jobs, keys, queue, storage
-from service.config import get_settings
-from service.orm import EpochMetric, Job, JobStatus, utcnow
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, leases
+from service.core import queue, storage
+from service.core.config import get_settings
+from service.core.orm import EpochMetric, Job, JobStatus, utcnow
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 
 OWNER = keys.Principal(owner="alice")
@@ -37,8 +38,8 @@ def _submit(session: Session, device: str = "auto") -> Job:
     return job
 
 
-def _claim(session: Session, job: Job, worker: str = "w1@host") -> attempts.Attempt:
-    attempt = attempts.claim(session, job.id, worker)
+def _claim(session: Session, job: Job, worker: str = "w1@host") -> leases.Attempt:
+    attempt = leases.claim(session, job.id, worker)
     session.commit()
     assert attempt is not None
     return attempt
@@ -57,8 +58,8 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _sweep(session: Session) -> attempts.Swept:
-    swept = attempts.sweep(session)
+def _sweep(session: Session) -> leases.Swept:
+    swept = leases.sweep(session)
     session.commit()
     session.expire_all()
     return swept
@@ -73,9 +74,9 @@ def test_submit_sends_the_job_and_records_when(session: Session) -> None:
 
 def test_claim_takes_a_queued_job_once(session: Session) -> None:
     job = _submit(session)
-    first = attempts.claim(session, job.id, "w1@host")
+    first = leases.claim(session, job.id, "w1@host")
     session.commit()
-    second = attempts.claim(session, job.id, "w2@host")  # a duplicate delivery
+    second = leases.claim(session, job.id, "w2@host")  # a duplicate delivery
     session.commit()
     session.refresh(job)
     assert first is not None and first.number == 1 and second is None
@@ -87,7 +88,7 @@ def test_claim_leaves_a_cancelled_job_alone(session: Session) -> None:
     job = _submit(session)
     jobs.cancel(session, OWNER, job.id)
     session.commit()
-    assert attempts.claim(session, job.id, "w1@host") is None
+    assert leases.claim(session, job.id, "w1@host") is None
 
 
 def test_sweep_requeues_a_silent_job_and_sends_it_again(session: Session) -> None:
@@ -151,7 +152,7 @@ def test_requeue_orphans_takes_only_this_workers_jobs(session: Session) -> None:
     mine, theirs = _submit(session), _submit(session)
     _claim(session, mine, "w1@host")
     _claim(session, theirs, "w2@host")
-    swept = attempts.requeue_orphans(session, "w1@host")
+    swept = leases.requeue_orphans(session, "w1@host")
     session.commit()
     session.expire_all()
     assert swept.requeued == 1
@@ -164,7 +165,7 @@ KILLED = "was killed (SIGKILL), most likely by the kernel's out-of-memory killer
 def test_requeue_lost_requeues_at_once_and_counts_the_attempt(session: Session) -> None:
     job = _submit(session)
     _claim(session, job, "w1@host")  # its heartbeat is fresh: the sweep would wait
-    swept = attempts.requeue_lost(session, job.id, "w1@host", KILLED)
+    swept = leases.requeue_lost(session, job.id, "w1@host", KILLED)
     session.commit()
     session.expire_all()
     assert swept.requeued == 1
@@ -176,7 +177,7 @@ def test_requeue_lost_requeues_at_once_and_counts_the_attempt(session: Session) 
 def test_requeue_lost_leaves_a_job_another_worker_holds(session: Session) -> None:
     job = _submit(session)
     _claim(session, job, "w2@host")
-    assert not attempts.requeue_lost(session, job.id, "w1@host", KILLED)
+    assert not leases.requeue_lost(session, job.id, "w1@host", KILLED)
     session.commit()
     session.expire_all()
     assert job.status == JobStatus.running and job.worker == "w2@host"
@@ -186,7 +187,7 @@ def test_requeue_lost_fails_with_the_cause_once_out_of_attempts(session: Session
     job = _submit(session)
     for worker in ("w1@host", "w2@host", "w3@host"):
         _claim(session, job, worker)
-        attempts.requeue_lost(session, job.id, worker, KILLED)
+        leases.requeue_lost(session, job.id, worker, KILLED)
         session.commit()
     session.expire_all()
     assert job.status == JobStatus.failed and job.error is not None
@@ -197,8 +198,8 @@ def test_requeue_lost_fails_with_the_cause_once_out_of_attempts(session: Session
 def test_resend_unclaimed_sends_a_queued_job_again(session: Session) -> None:
     job, running = _submit(session), _submit(session)
     _claim(session, running)
-    assert attempts.resend_unclaimed(session, job.id)
-    assert not attempts.resend_unclaimed(session, running.id)
+    assert leases.resend_unclaimed(session, job.id)
+    assert not leases.resend_unclaimed(session, running.id)
     session.commit()
     assert queue.waiting("training") == 3
 
@@ -258,7 +259,7 @@ def test_sweep_counts_each_queue_on_its_own(session: Session) -> None:
 def test_hand_back_requeues_without_using_an_attempt(session: Session) -> None:
     job = _submit(session)
     attempt = _claim(session, job)
-    assert attempts.hand_back(session, attempt)
+    assert leases.hand_back(session, attempt)
     session.commit()
     session.refresh(job)
     assert job.status == JobStatus.queued and job.attempts == 0 and job.worker is None
@@ -271,12 +272,12 @@ def test_an_attempt_that_lost_its_job_changes_nothing(session: Session) -> None:
     _silence(session, job)
     _sweep(session)
     current = _claim(session, job, "w2@host")
-    assert attempts.record_epoch(session, current, 1, {"loss": 1.0}, 0.1)
+    assert leases.record_epoch(session, current, 1, {"loss": 1.0}, 0.1)
     session.commit()
-    assert not attempts.touch(session, stale)
-    assert not attempts.record_epoch(session, stale, 2, {"loss": 9.0}, 0.1)
-    assert not attempts.hand_back(session, stale)
-    assert not attempts.end(session, stale, JobStatus.succeeded)
+    assert not leases.touch(session, stale)
+    assert not leases.record_epoch(session, stale, 2, {"loss": 9.0}, 0.1)
+    assert not leases.hand_back(session, stale)
+    assert not leases.end(session, stale, JobStatus.succeeded)
     session.commit()
     session.expire_all()
     assert job.status == JobStatus.running and job.worker == "w2@host" and job.epoch == 1
@@ -287,9 +288,9 @@ def test_record_epoch_and_rewind_keep_each_epoch_once(session: Session) -> None:
     job = _submit(session)
     attempt = _claim(session, job)
     for epoch in (1, 2, 3, 2):  # epoch 2 written twice: the second one wins
-        assert attempts.record_epoch(session, attempt, epoch, {"loss": float(epoch)}, 0.1)
+        assert leases.record_epoch(session, attempt, epoch, {"loss": float(epoch)}, 0.1)
     session.commit()
-    assert attempts.rewind(session, attempt, 2)
+    assert leases.rewind(session, attempt, 2)
     session.commit()
     session.expire_all()
     rows = session.scalars(select(EpochMetric).where(EpochMetric.job_id == job.id)).all()

@@ -15,8 +15,9 @@ import pytest
 import typer.main
 import yaml
 
-from service import cli, queue
-from service.config import Settings
+from service import cli
+from service.core import queue
+from service.core.config import Settings
 
 ROOT = Path(__file__).parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from service.config import Settings
+from service.core.config import Settings
 
 
 def test_settings_refuse_a_time_limit_redis_would_cut_short(

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service import csv_stats, tabular
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
+from service.formats import csv_stats, tabular
 from tests.conftest import DATA
 
 LIMITS = tabular.Limits(rows=10_000, columns=100, decompressed_bytes=1 << 30)

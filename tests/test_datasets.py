@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import datasets, errors, keys, orm, storage
-from service.config import Settings, get_settings
+from service import datasets, keys
+from service.core import errors, orm, storage
+from service.core.config import Settings, get_settings
 from service.schemas import DatasetRead
 from tests.conftest import DATA
 

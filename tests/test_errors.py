@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from service import errors
+from service.core import errors
 
 
 def _sqlite_full() -> OperationalError:

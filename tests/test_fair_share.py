@@ -1,5 +1,5 @@
 """Fair share: the job a message claims is the fairest queued job of its queue, not necessarily
-its own (`service.attempts.claim_next`, `service.queue.fairest`), on the test database (SQLite,
+its own (`service.leases.claim_next`, `service.core.queue.fairest`), on the test database (SQLite,
 or PostgreSQL when DENDRITE_TEST_DATABASE_URL names one).
 
 Jobs are written as rows with chosen times; a message is `claim_next` with the id of the job it
@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import attempts
-from service.db import get_sessionmaker
-from service.orm import Dataset, Job, JobStatus, utcnow
+from service import leases
+from service.core.db import get_sessionmaker
+from service.core.orm import Dataset, Job, JobStatus, utcnow
 
 START = utcnow() - timedelta(hours=1)
 
@@ -62,7 +62,7 @@ def _ran(session: Session, owner: str, minute: float, ended: float | None = None
 
 
 def _take(session: Session, message_for: Job, worker: str = "w1@host") -> str | None:
-    attempt = attempts.claim_next(session, message_for.id, worker)
+    attempt = leases.claim_next(session, message_for.id, worker)
     session.commit()
     return None if attempt is None else attempt.job_id
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from service import filemodes, queue, storage
-from service.config import Settings
-from service.db import make_engine
+from service.core import filemodes, queue, storage
+from service.core.config import Settings
+from service.core.db import make_engine
 from tests.e2e.conftest import DENDRITE, Service, _env, free_port
 from tests.e2e.flows import FINAL, concrete_job, submit, upload
 
@@ -62,7 +62,7 @@ def test_private_dir_tightens_an_existing_loose_folder(
     folder = tmp_path / "data"
     folder.mkdir(mode=0o755)
     assert mode(folder) == 0o755
-    with caplog.at_level(logging.WARNING, logger="service.filemodes"):
+    with caplog.at_level(logging.WARNING, logger="service.core.filemodes"):
         filemodes.private_dir(folder, tighten=True)
     assert mode(folder) == 0o700
     assert "made it 700" in caplog.text
@@ -74,7 +74,7 @@ def test_a_folder_of_another_user_is_left_alone_with_a_warning(
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)  # as /tmp: sticky, everyone's
-    with caplog.at_level(logging.WARNING, logger="service.filemodes"):
+    with caplog.at_level(logging.WARNING, logger="service.core.filemodes"):
         filemodes.private_dir(shared, tighten=True)
     assert mode(shared) == 0o1777
     assert "not this user's to change" in caplog.text

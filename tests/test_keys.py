@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import errors, keys, orm
+from service import keys
+from service.core import errors, orm
 
 
 def test_create_stores_only_the_hash_and_a_prefix(session: Session) -> None:

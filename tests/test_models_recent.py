@@ -6,10 +6,10 @@ import copy
 import pytest
 from sqlalchemy.orm import Session
 
-from service import datasets, examples, jobs, keys, models
-from service.errors import NotFound
-from service.orm import JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, models
+from service.core.errors import NotFound
+from service.core.orm import JobStatus
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers.tasks import run_job
 

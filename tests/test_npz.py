@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import errors, npz, tabular
-from service.tabular import Limits
+from service.core import errors
+from service.formats import npz, tabular
+from service.formats.tabular import Limits
 from tests.conftest import DATA
 
 LIMITS = Limits(rows=10**9, columns=100, decompressed_bytes=16 << 20)

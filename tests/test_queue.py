@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.orm import Session
 
-from service import datasets, examples, jobs, keys, queue
-from service.config import get_settings
-from service.schemas import JobCreate
+from service import datasets, jobs, keys
+from service.core import queue
+from service.core.config import get_settings
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 
 REDIS_URL = os.environ.get("DENDRITE_TEST_REDIS", "redis://127.0.0.1:6379/13")

@@ -1,5 +1,5 @@
 """Repeated jobs as use cases: fan-out into parts, seeds, and the job following its parts' ends,
-against the real database, `service.attempts` and the embedded broker."""
+against the real database, `service.leases` and the embedded broker."""
 
 import copy
 from collections.abc import Iterator
@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import attempts, datasets, examples, jobs, keys, queue, repeats
-from service.config import get_settings
-from service.errors import InvalidInput
-from service.orm import Job, JobRepeat, JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, leases
+from service.core import queue
+from service.core.config import get_settings
+from service.core.errors import InvalidInput
+from service.core.orm import Job, JobRepeat, JobStatus
+from service.experiments import repeats
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 
 OWNER = keys.Principal(owner="alice")
@@ -42,9 +44,9 @@ def _parts(session: Session, job: Job) -> list[Job]:
 
 
 def _run(session: Session, part: Job, status: JobStatus) -> None:
-    attempt = attempts.claim(session, part.id, "w1@host")
+    attempt = leases.claim(session, part.id, "w1@host")
     assert attempt is not None
-    attempts.end(session, attempt, status, None if status == "succeeded" else "it broke")
+    leases.end(session, attempt, status, None if status == "succeeded" else "it broke")
     session.commit()
 
 
@@ -82,7 +84,7 @@ def test_job_runs_with_its_first_part_and_succeeds_when_all_parts_do(session: Se
     job = _submit(session, 3)
     first, *others = _parts(session, job)
 
-    assert attempts.claim(session, first.id, "w1@host") is not None
+    assert leases.claim(session, first.id, "w1@host") is not None
     session.commit()
     session.refresh(job)
     assert job.status == "running" and job.started_at is not None
@@ -91,8 +93,8 @@ def test_job_runs_with_its_first_part_and_succeeds_when_all_parts_do(session: Se
         _run(session, part, JobStatus.succeeded)
     session.refresh(job)
     assert job.status == "running"
-    attempt = attempts.Attempt(first.id, "w1@host", 1, first.started_at or job.started_at)
-    assert attempts.end(session, attempt, JobStatus.succeeded)
+    attempt = leases.Attempt(first.id, "w1@host", 1, first.started_at or job.started_at)
+    assert leases.end(session, attempt, JobStatus.succeeded)
     session.commit()
     session.refresh(job)
     assert (job.status, job.error) == ("succeeded", None) and job.finished_at is not None
@@ -111,7 +113,7 @@ def test_job_fails_when_a_part_fails_and_names_it(session: Session) -> None:
 def test_cancel_cancels_queued_parts_and_asks_running_ones_to_stop(session: Session) -> None:
     job = _submit(session, 3)
     running, *queued = _parts(session, job)
-    assert attempts.claim(session, running.id, "w1@host") is not None
+    assert leases.claim(session, running.id, "w1@host") is not None
     session.commit()
 
     jobs.cancel(session, OWNER, job.id)
@@ -124,8 +126,8 @@ def test_cancel_cancels_queued_parts_and_asks_running_ones_to_stop(session: Sess
     session.refresh(job)
     assert running.status == "running" and running.cancel_requested
     assert job.status == "running"  # until its running part stops
-    attempt = attempts.Attempt(running.id, "w1@host", 1, running.started_at or job.created_at)
-    attempts.end(session, attempt, JobStatus.cancelled, "cancelled while running")
+    attempt = leases.Attempt(running.id, "w1@host", 1, running.started_at or job.created_at)
+    leases.end(session, attempt, JobStatus.cancelled, "cancelled while running")
     session.commit()
     session.refresh(job)
     assert job.status == "cancelled"

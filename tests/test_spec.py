@@ -1,4 +1,5 @@
-"""The network spec (service/spec.py) and the job request around it (service/schemas.py).
+"""The network spec (service/schemas/network.py) and the job request around it
+(service/schemas/).
 
 Whether Keras knows every name in the closed lists is checked in tests/ml/test_builder.py; these
 tests need no TensorFlow.
@@ -9,13 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service import examples, spec
-from service.schemas import JobCreate, Training
+from service.schemas import JobCreate, Training, examples, network
 
 
 def _network_error(layer: dict[str, Any]) -> dict[str, Any]:
     with pytest.raises(ValidationError) as caught:
-        spec.Network.model_validate({"layers": [layer]})
+        network.Network.model_validate({"layers": [layer]})
     errors = caught.value.errors()
     assert len(errors) == 1
     return dict(errors[0])
@@ -44,17 +44,17 @@ def test_validate_network_accepts_every_layer_type() -> None:
         {"type": "dropout", "rate": 0.5},
     ]
 
-    network = spec.Network.model_validate({"layers": layers})
+    net = network.Network.model_validate({"layers": layers})
 
-    assert [layer.type for layer in network.layers] == [layer["type"] for layer in layers]
-    assert {layer["type"] for layer in layers} == set(spec.LAYER_TYPES)
+    assert [layer.type for layer in net.layers] == [layer["type"] for layer in layers]
+    assert {layer["type"] for layer in layers} == set(network.LAYER_TYPES)
 
 
 def test_validate_dense_defaults_to_relu() -> None:
-    network = spec.Network.model_validate({"layers": [{"type": "dense", "units": 50}]})
+    net = network.Network.model_validate({"layers": [{"type": "dense", "units": 50}]})
 
-    assert network.layers[0] == spec.Dense(type="dense", units=50, activation="relu")
-    assert network.output_activation is None
+    assert net.layers[0] == network.Dense(type="dense", units=50, activation="relu")
+    assert net.output_activation is None
 
 
 def test_validate_dense_rejects_binary_step_with_gradient_reason() -> None:
@@ -68,7 +68,7 @@ def test_validate_dense_rejects_binary_step_with_gradient_reason() -> None:
 
 def test_validate_output_activation_rejects_binary_step() -> None:
     with pytest.raises(ValidationError, match="cannot be trained by gradient descent") as caught:
-        spec.Network.model_validate(
+        network.Network.model_validate(
             {"layers": [{"type": "dense", "units": 4}], "output_activation": "binary_step"}
         )
 
@@ -86,7 +86,7 @@ def test_validate_activation_rejects_glu_that_halves_the_width() -> None:
     error = _network_error({"type": "dense", "units": 4, "activation": "glu"})
 
     assert "halves the width" in error["msg"]
-    assert "glu" not in spec.ACTIVATIONS
+    assert "glu" not in network.ACTIVATIONS
 
 
 def test_validate_activation_rejects_unknown_name() -> None:
@@ -145,28 +145,28 @@ def test_validate_layer_rejects_misspelled_argument() -> None:
 
 def test_validate_conv2d_rejects_three_dimensional_kernel() -> None:
     with pytest.raises(ValidationError, match="kernel_size"):
-        spec.Network.model_validate(
+        network.Network.model_validate(
             {"layers": [{"type": "conv2d", "filters": 4, "kernel_size": [3, 3, 3]}]}
         )
 
 
 def test_validate_network_rejects_no_layers() -> None:
     with pytest.raises(ValidationError, match="at least 1 item"):
-        spec.Network.model_validate({"layers": []})
+        network.Network.model_validate({"layers": []})
 
 
 def test_validate_optimizer_rejects_unknown_name() -> None:
     with pytest.raises(ValidationError, match="'adam'"):
-        spec.Optimizer.model_validate({"name": "adamm"})
+        network.Optimizer.model_validate({"name": "adamm"})
 
 
 def test_validate_optimizer_rejects_momentum_for_adam() -> None:
     with pytest.raises(ValidationError, match="momentum applies to sgd and rmsprop, not to adam"):
-        spec.Optimizer.model_validate({"name": "adam", "momentum": 0.9})
+        network.Optimizer.model_validate({"name": "adam", "momentum": 0.9})
 
 
 def test_validate_optimizer_accepts_momentum_for_sgd() -> None:
-    optimizer = spec.Optimizer.model_validate({"name": "sgd", "momentum": 0.9})
+    optimizer = network.Optimizer.model_validate({"name": "sgd", "momentum": 0.9})
 
     assert (optimizer.name, optimizer.momentum, optimizer.learning_rate) == ("sgd", 0.9, 0.001)
 
@@ -174,7 +174,7 @@ def test_validate_optimizer_accepts_momentum_for_sgd() -> None:
 @pytest.mark.parametrize("learning_rate", [0.0, -0.01])
 def test_validate_optimizer_rejects_learning_rate_not_positive(learning_rate: float) -> None:
     with pytest.raises(ValidationError, match="learning_rate"):
-        spec.Optimizer.model_validate({"name": "adam", "learning_rate": learning_rate})
+        network.Optimizer.model_validate({"name": "adam", "learning_rate": learning_rate})
 
 
 def test_validate_training_rejects_splits_leaving_too_few_rows() -> None:
@@ -203,7 +203,7 @@ def test_validate_training_leaves_task_defaults_unset() -> None:
         None,
     )
     assert (training.validation_split, training.test_split, training.batch_size) == (0.3, 0.0, 32)
-    assert training.optimizer == spec.Optimizer(name="adam", learning_rate=0.001)
+    assert training.optimizer == network.Optimizer(name="adam", learning_rate=0.001)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from service.db import make_engine
-from service.sqlite_writes import WriteTurns
+from service.core.db import make_engine
+from service.core.sqlite_writes import WriteTurns
 
 
 def test_second_writer_waits_until_the_first_gives_back(tmp_path: Path) -> None:

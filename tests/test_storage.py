@@ -9,8 +9,8 @@ import boto3
 import pytest
 from pydantic import ValidationError
 
-from service import errors, storage
-from service.config import Settings
+from service.core import errors, storage
+from service.core.config import Settings
 from tests.conftest import S3_CREDENTIALS
 
 

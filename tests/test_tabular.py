@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from service import errors, tabular
+from service.core import errors
+from service.formats import tabular
 from tests.conftest import DATA
 
 LIMITS = tabular.Limits(rows=10**9, columns=100, decompressed_bytes=16 << 20)

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from service import webhooks
-from service.config import Settings, get_settings
+from service.core.config import Settings, get_settings
 from service.webhooks import keyring
 
 KEY = keyring.new_key()

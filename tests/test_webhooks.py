@@ -12,11 +12,12 @@ import httpx2
 import pytest
 from sqlalchemy.orm import Session
 
-from service import attempts, datasets, examples, jobs, keys, queue, webhooks
-from service.config import Settings, get_settings
-from service.db import get_sessionmaker
-from service.orm import Job, JobStatus, WebhookDelivery, utcnow
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, leases, webhooks
+from service.core import queue
+from service.core.config import Settings, get_settings
+from service.core.db import get_sessionmaker
+from service.core.orm import Job, JobStatus, WebhookDelivery, utcnow
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from tests.webhook_receiver import Receiver, closed_port, verify
 
@@ -56,11 +57,11 @@ def _delivery(session: Session, job: Job) -> WebhookDelivery:
 
 def test_a_delivery_waits_until_its_job_ends(session: Session) -> None:
     job = _submit(session)
-    attempt = attempts.claim(session, job.id, "w1@host")
+    attempt = leases.claim(session, job.id, "w1@host")
     assert attempt is not None
     assert webhooks.activate(session, utcnow()) == 0  # running
     assert webhooks.claim_due(session, utcnow()) == []
-    assert attempts.end(session, attempt, JobStatus.succeeded)
+    assert leases.end(session, attempt, JobStatus.succeeded)
     assert webhooks.activate(session, utcnow()) == 1
     assert webhooks.activate(session, utcnow()) == 0  # another process finds nothing left
     [claimed] = webhooks.claim_due(session, utcnow())

@@ -14,10 +14,11 @@ from typing import Any, Literal
 import keras
 from sqlalchemy.orm import Session
 
-from service import attempts, logs, storage
-from service.attempts import Attempt
-from service.db import session_scope
-from service.orm import utcnow
+from service import leases
+from service.core import logs, storage
+from service.core.db import session_scope
+from service.core.orm import utcnow
+from service.leases import Attempt
 from workers import shutdown
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,9 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         with session_scope() as session:
-            if not attempts.touch(session, self.attempt):
+            if not leases.touch(session, self.attempt):
                 self.stop_reasons.lost.set()
-            elif attempts.cancel_requested(session, self.attempt.job_id):
+            elif leases.cancel_requested(session, self.attempt.job_id):
                 self.stop_reasons.cancelled.set()
         self.stop_reasons.check_deadline()
 
@@ -108,9 +109,9 @@ class EpochRecorder(keras.callbacks.Callback):
         metrics = {name: float(value) for name, value in (logs or {}).items()}
         seconds = time.perf_counter() - self._started
         with session_scope() as session:
-            if not attempts.record_epoch(session, self.attempt, epoch + 1, metrics, seconds):
+            if not leases.record_epoch(session, self.attempt, epoch + 1, metrics, seconds):
                 self.stop.lost.set()
-            elif attempts.cancel_requested(session, self.attempt.job_id):
+            elif leases.cancel_requested(session, self.attempt.job_id):
                 self.stop.cancelled.set()
             if not self.stop.lost.is_set():
                 for write in self.also_write:

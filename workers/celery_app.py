@@ -3,7 +3,7 @@
 Running any TensorFlow op in the parent before the pool forks deadlocks every child, so the
 child imports TensorFlow as it starts (`worker_process_init`): the next job finds it warm.
 
-The job table, not the broker, decides what runs (`service.attempts`): a task claims a job first,
+The job table, not the broker, decides what runs (`service.leases`): a task claims a job first,
 so a duplicate or late delivery does nothing, and a job whose process is lost is requeued with a
 fresh message, a bounded number of times, where a redelivered message would retry it forever
 (`task_reject_on_worker_lost=False`). Lost jobs come back three ways:
@@ -44,8 +44,8 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from service import logs, queue
-from service.config import JOB_TIME_LIMIT_GRACE, get_settings
+from service.core import logs, queue
+from service.core.config import JOB_TIME_LIMIT_GRACE, get_settings
 from workers import holds, memory, shutdown
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,8 @@ def _requeue_lost_jobs(
     the child's to record; this sees only the process' death."""
     if not isinstance(exception, WorkerLostError | TimeLimitExceeded):
         return
-    from service import attempts
-    from service.db import get_engine, session_scope
+    from service import leases
+    from service.core.db import get_engine, session_scope
 
     cause = _cause_of_death(exception)
     node = str(getattr(sender.request, "hostname", None) or "")
@@ -116,9 +116,9 @@ def _requeue_lost_jobs(
         lost = holds.lost()
         with session_scope() as session:
             for job_id in lost:
-                attempts.requeue_lost(session, job_id, node, cause)
+                leases.requeue_lost(session, job_id, node, cause)
             if not lost and args:  # it died before claiming: its message is gone
-                attempts.resend_unclaimed(session, str(args[0]))
+                leases.resend_unclaimed(session, str(args[0]))
         get_engine().dispose()  # the next pool process must not share this connection
     except Exception:  # the sweep recovers the job later
         log.exception("could not requeue the job of a pool process that %s", cause)
@@ -148,13 +148,13 @@ def _cause_of_death(exception: BaseException) -> str:
 def _recover_orphans(sender: Any = None, **_: Any) -> None:
     """Jobs left `running` under this node name by its previous run lost their process: queue them
     again (or fail those out of attempts), and sweep once, as the API does."""
-    from service import attempts
-    from service.db import get_engine, session_scope
+    from service import leases
+    from service.core.db import get_engine, session_scope
 
     with session_scope() as session:
-        orphans = attempts.requeue_orphans(session, str(sender.hostname))
+        orphans = leases.requeue_orphans(session, str(sender.hostname))
     with session_scope() as session:
-        swept = attempts.sweep(session)
+        swept = leases.sweep(session)
     get_engine().dispose()  # children must not share the parent's connections
     if orphans:
         log.warning("jobs this worker ran before it stopped: %s", orphans)
@@ -171,7 +171,7 @@ def _hand_back_running_jobs(**_: Any) -> None:
 
 @worker_process_init.connect
 def _warm_child(**_: Any) -> None:
-    from service.db import get_engine
+    from service.core.db import get_engine
 
     get_engine().dispose(close=False)
     queue.celery.cache_clear()  # nor the parent's broker connections

@@ -16,7 +16,6 @@ import tensorflow as tf
 from sqlalchemy.orm import Session
 
 from service import diagnostics
-from service.attempts import Attempt
 from service.diagnostics import (
     ASYMPTOTES,
     DEAD_ACTIVATIONS,
@@ -24,6 +23,7 @@ from service.diagnostics import (
     SATURATED_SHARE,
     SATURATION_EPS,
 )
+from service.leases import Attempt
 from service.ml import builder
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split

@@ -2,7 +2,7 @@
 of one that dies at once instead of waiting for its heartbeat to go stale.
 
 A message does not say which job its process claims (fair share may run another owner's job:
-`service.queue.fairest`), so a pool process writes the id of the job it holds to a file named
+`service.core.queue.fairest`), so a pool process writes the id of the job it holds to a file named
 after its pid, in a folder the main process creates before the pool forks, and removes it when
 the job ends. A file whose process is gone names a lost job.
 """

@@ -16,11 +16,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from service import attempts
-from service.attempts import Attempt
-from service.config import get_settings
-from service.db import session_scope
-from service.orm import JobStatus
+from service import leases
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.orm import JobStatus
+from service.leases import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Watchdog(threading.Thread):
         log.error("job %s: %s", self.attempt.job_id, error)
         try:
             with session_scope() as session:
-                attempts.end(session, self.attempt, JobStatus.failed, error)
+                leases.end(session, self.attempt, JobStatus.failed, error)
         finally:
             self.end_process()
 

@@ -1,5 +1,5 @@
-"""One part of a repeated job (`service.repeats`): its repeats, one after another, each a fresh
-model on its own split (the repeat's seed), evaluated on its test rows and recorded.
+"""One part of a repeated job (`service.experiments.repeats`): its repeats, one after another,
+each a fresh model on its own split (the repeat's seed), evaluated on its test rows and recorded.
 
 A part that is handed back or requeued skips the repeats it already recorded; the repeat it was
 training starts again from scratch (repeats are short, so they keep no checkpoints). The part's
@@ -13,12 +13,13 @@ from typing import Any
 import keras
 from sqlalchemy import select, update
 
-from service import attempts, storage
-from service.attempts import Attempt
-from service.db import session_scope
-from service.errors import DendriteError
+from service import leases
+from service.core import storage
+from service.core.db import session_scope
+from service.core.errors import DendriteError
+from service.core.orm import Dataset, Job, JobRepeat, JobStatus, utcnow
+from service.leases import Attempt
 from service.ml import builder
-from service.orm import Dataset, Job, JobRepeat, JobStatus, utcnow
 from service.schemas import JobCreate
 from workers import training
 from workers.callbacks import EpochRecorder, Stop
@@ -42,7 +43,7 @@ def train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) ->
             raise training._Stopped(stop.reason)
         _repeat(attempt, parent_id, repeat, request, dataset, stop)
     with session_scope() as session:
-        if not attempts.end(session, attempt, JobStatus.succeeded):
+        if not leases.end(session, attempt, JobStatus.succeeded):
             log.warning("part %s: another attempt holds it now", attempt.job_id)
 
 
@@ -63,7 +64,7 @@ def _repeat(
     steps = max(1, -(-len(prepared.train) // settings.batch_size))
     builder.compile_model(model, plan, settings.optimizer, steps_per_execution=min(steps, 32))
     with session_scope() as session:  # the part's history shows the repeat in progress
-        if not attempts.rewind(session, attempt, 0):
+        if not leases.rewind(session, attempt, 0):
             raise training._Stopped("lost")
         session.execute(
             update(JobRepeat).where(JobRepeat.id == repeat.id).values(status=JobStatus.running)
@@ -85,7 +86,9 @@ def _repeat(
         raise training._Stopped(recorder.stopped_for)
     if stop.reason in ("lost", "cancelled"):
         raise training._Stopped(stop.reason)
-    assert prepared.test is not None  # service.repeats.check: a repeated job has a test set
+    assert (
+        prepared.test is not None
+    )  # service.experiments.repeats.check: a repeated job has a test set
     evaluated = model.evaluate(
         training._batches(plan, prepared.test, batch_size), verbose=0, return_dict=True
     )
@@ -104,7 +107,7 @@ def _repeat(
     if repeat.index == 0:
         saved = training.stored_model(model, plan, prepared, test_metrics)
     with session_scope() as session:
-        if not attempts.touch(session, attempt):
+        if not leases.touch(session, attempt):
             session.rollback()
             if saved is not None:
                 storage.delete(saved.storage_key)

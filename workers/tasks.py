@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from service import logs
+from service.core import logs
 from workers.celery_app import app
 
 

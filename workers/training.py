@@ -8,15 +8,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from service import attempts, datasets, logs, storage
-from service.attempts import Attempt
-from service.config import get_settings
-from service.db import session_scope
-from service.errors import DendriteError
+from service import datasets, leases
+from service.core import logs, storage
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.errors import DendriteError
+from service.core.orm import Dataset, Job, JobStatus, Model, new_id
+from service.leases import Attempt
 from service.ml import artifacts, builder
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
-from service.orm import Dataset, Job, JobStatus, Model, new_id
 from service.schemas import JobCreate, Training
 from workers import diagnostics, holds, memory, shutdown
 from workers.callbacks import Checkpoint, EpochRecorder, Heartbeat, Stop, StopReason
@@ -35,11 +36,11 @@ class _Stopped(Exception):
 
 def run(job_id: str, worker: str) -> None:
     """Run, for the message sent for `job_id`, the fairest queued job of its queue (not always
-    that job: `service.queue.fairest`) until it ends or is handed back. When no job is queued (a
-    duplicate or late delivery), nothing runs."""
+    that job: `service.core.queue.fairest`) until it ends or is handed back. When no job is queued
+    (a duplicate or late delivery), nothing runs."""
     with shutdown.running_job():  # from here, SIGTERM hands the job back
         with session_scope() as session:  # its own transaction: claims take turns
-            attempt = attempts.claim_next(session, job_id, worker)
+            attempt = leases.claim_next(session, job_id, worker)
         if attempt is None:
             log.warning("job %s: no queued job left for its message; not running any", job_id)
             return
@@ -102,10 +103,10 @@ def _stopped(attempt: Attempt, reason: StopReason) -> None:
     if reason == "cancelled":
         _end(attempt, JobStatus.cancelled, "cancelled while running")
     elif reason == "expired":
-        _end(attempt, JobStatus.failed, attempts.time_limit_error())
+        _end(attempt, JobStatus.failed, leases.time_limit_error())
     elif reason == "hand_back":
         with session_scope() as session:
-            handed = attempts.hand_back(session, attempt)
+            handed = leases.hand_back(session, attempt)
         if handed:
             log.warning(
                 "job %s handed back at an epoch boundary; it resumes elsewhere", attempt.job_id
@@ -190,7 +191,9 @@ def _batches(
 def _train(
     attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop, folder: Path
 ) -> None:
-    if request.repeats > 1:  # a part of a repeated job (service/repeats.py): a model per repeat
+    if (
+        request.repeats > 1
+    ):  # a part of a repeated job (service/experiments/repeats.py): a model per repeat
         from workers import repeats
 
         repeats.train(attempt, request, dataset, stop)
@@ -211,7 +214,7 @@ def _train(
     checkpoint = Checkpoint(attempt.job_id, folder, get_settings().checkpoint_interval, stop)
     resume_after = checkpoint.saved_epoch()
     with session_scope() as session:  # history past the checkpoint is trained again
-        if not attempts.rewind(session, attempt, resume_after):
+        if not leases.rewind(session, attempt, resume_after):
             raise _Stopped("lost")
     if resume_after:
         log.warning(
@@ -266,7 +269,7 @@ def _save(
             job.timings = laps.seconds
         row.job_id, row.owner = job_id, job.owner
         session.add(row)
-        if attempts.end(session, attempt, JobStatus.succeeded):
+        if leases.end(session, attempt, JobStatus.succeeded):
             return
         session.rollback()
     storage.delete(row.storage_key)
@@ -330,6 +333,6 @@ def early_stopping(training: Training) -> list[keras.callbacks.Callback]:
 
 def _end(attempt: Attempt, status: JobStatus, error: str) -> None:
     with session_scope() as session:
-        ended = attempts.end(session, attempt, status, error)
+        ended = leases.end(session, attempt, status, error)
     if not ended:
         log.warning("job %s: another attempt holds it now; dropping '%s'", attempt.job_id, error)

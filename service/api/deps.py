@@ -13,8 +13,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service import keys
-from service.config import get_settings
-from service.db import get_sessionmaker, session_scope
+from service.core.config import get_settings
+from service.core.db import get_sessionmaker, session_scope
 from service.keys import Principal
 from service.schemas import ErrorBody
 
@@ -52,9 +52,9 @@ class UnitOfWorkRoute(APIRoute):
     """A route whose plain (`def`) handler commits its session, or rolls it back, on the handler's
     own thread, before the handler's thread goes back to the pool.
 
-    A write transaction holds SQLite's single write turn (`service.sqlite_writes`) from its first
-    INSERT until it ends. Ended later, after the handler returns, it held the turn while FastAPI
-    validated the response on a thread from the same pool (40 threads) where other handlers
+    A write transaction holds SQLite's single write turn (`service.core.sqlite_writes`) from its
+    first INSERT until it ends. Ended later, after the handler returns, it held the turn while
+    FastAPI validated the response on a thread from the same pool (40 threads) where other handlers
     waited for that turn: with 40 such waiters, nothing moved until the 30 s timeout ("database
     is locked", found by tests/e2e/test_load.py). Ended on the handler's thread, a turn never
     waits for a thread.

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from service.errors import INSUFFICIENT_STORAGE_DETAIL, DendriteError, out_of_space
+from service.core.errors import INSUFFICIENT_STORAGE_DETAIL, DendriteError, out_of_space
 from service.schemas import ErrorBody
 
 log = logging.getLogger(__name__)

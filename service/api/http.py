@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from service.config import get_settings
+from service.core.config import get_settings
 
 PROTOCOL = "service.api.http:HttpProtocol"  # for uvicorn.run(http=...) and `uvicorn --http`
 RETRY_AFTER_SECONDS = 1  # for a request refused because the server is at its connection limit

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import envelope
-from service.config import get_settings
+from service.core.config import get_settings
 
 UPLOAD_PATH = "/v1/datasets"
 # Around the file itself: the multipart boundaries, part headers and the `name` field.

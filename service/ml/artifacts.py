@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from service.filemodes import FILE_MODE
+from service.core.filemodes import FILE_MODE
 
 
 def save(model: keras.Model, path: Path) -> int:

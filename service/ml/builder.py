@@ -9,11 +9,11 @@ from typing import Any
 import keras
 from keras import layers
 
-from service import spec
 from service.ml.plan import IMAGE_LAYERS, Normalization, Plan
+from service.schemas import network
 
 
-def build(network: spec.Network, plan: Plan, normalization: Normalization | None) -> keras.Model:
+def build(network: network.Network, plan: Plan, normalization: Normalization | None) -> keras.Model:
     if plan.data == "array":
         inputs, hidden = _array_inputs(plan, normalization)
         model_inputs: Any = inputs
@@ -76,21 +76,21 @@ def _array_inputs(plan: Plan, normalization: Normalization | None) -> tuple[Any,
 
 def _layer(layer: Any, name: str) -> layers.Layer:
     match layer:
-        case spec.Dense():
+        case network.Dense():
             return layers.Dense(
                 layer.units, activation=layer.activation, use_bias=layer.use_bias, name=name
             )
-        case spec.Dropout():
+        case network.Dropout():
             return layers.Dropout(layer.rate, name=name)
-        case spec.BatchNormalization():
+        case network.BatchNormalization():
             return layers.BatchNormalization(
                 momentum=layer.momentum, epsilon=layer.epsilon, name=name
             )
-        case spec.Flatten():
+        case network.Flatten():
             return layers.Flatten(name=name)
-        case spec.ActivationLayer():
+        case network.ActivationLayer():
             return layers.Activation(layer.activation, name=name)
-        case spec.Conv2D():
+        case network.Conv2D():
             return layers.Conv2D(
                 layer.filters,
                 layer.kernel_size,
@@ -99,21 +99,21 @@ def _layer(layer: Any, name: str) -> layers.Layer:
                 activation=layer.activation,
                 name=name,
             )
-        case spec.MaxPooling2D():
+        case network.MaxPooling2D():
             return layers.MaxPooling2D(
                 layer.pool_size, strides=layer.strides, padding=layer.padding, name=name
             )
-        case spec.AveragePooling2D():
+        case network.AveragePooling2D():
             return layers.AveragePooling2D(
                 layer.pool_size, strides=layer.strides, padding=layer.padding, name=name
             )
-        case spec.GlobalAveragePooling2D():
+        case network.GlobalAveragePooling2D():
             return layers.GlobalAveragePooling2D(name=name)
     raise ValueError(f"unknown layer type {layer.type!r}")
 
 
 def compile_model(
-    model: keras.Model, plan: Plan, optimizer: spec.Optimizer, steps_per_execution: int = 1
+    model: keras.Model, plan: Plan, optimizer: network.Optimizer, steps_per_execution: int = 1
 ) -> None:
     options: dict[str, Any] = {"learning_rate": optimizer.learning_rate}
     if optimizer.momentum is not None:

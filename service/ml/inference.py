@@ -12,9 +12,9 @@ import keras
 import numpy as np
 from cachetools import LRUCache
 
-from service import storage
-from service.config import get_settings
-from service.errors import InvalidInput
+from service.core import storage
+from service.core.config import get_settings
+from service.core.errors import InvalidInput
 from service.ml import artifacts, builder
 
 _lock = threading.Lock()

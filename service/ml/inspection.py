@@ -8,8 +8,8 @@ import keras
 import numpy as np
 from cachetools import LRUCache
 
-from service.config import get_settings
-from service.errors import InvalidInput
+from service.core.config import get_settings
+from service.core.errors import InvalidInput
 from service.ml import inference
 
 _lock = threading.Lock()

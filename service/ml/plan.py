@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from service import orm, spec
-from service.config import get_settings
-from service.errors import InvalidInput
+from service.core import orm
+from service.core.config import get_settings
+from service.core.errors import InvalidInput
 from service.ml import shapes
-from service.schemas import JobCreate
+from service.schemas import JobCreate, network
 
 MAX_CLASSES = 1000
 ARRAY_FEATURE = "x"
@@ -72,7 +72,9 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
     loss = training.loss or (
         "mean_squared_error" if task == "regression" else "categorical_crossentropy"
     )
-    allowed_losses = spec.REGRESSION_LOSSES if task == "regression" else spec.CLASSIFICATION_LOSSES
+    allowed_losses = (
+        network.REGRESSION_LOSSES if task == "regression" else network.CLASSIFICATION_LOSSES
+    )
     if loss not in allowed_losses:
         raise InvalidInput(
             f"loss '{loss}' does not fit a {task} task; choose one of: {', '.join(allowed_losses)}",
@@ -84,7 +86,7 @@ def resolve(request: JobCreate, dataset: orm.Dataset) -> Plan:
         else (["mae"] if task == "regression" else ["accuracy"])
     )
     allowed_metrics = (
-        spec.REGRESSION_METRICS if task == "regression" else spec.CLASSIFICATION_METRICS
+        network.REGRESSION_METRICS if task == "regression" else network.CLASSIFICATION_METRICS
     )
     for index, metric in enumerate(metrics):
         if metric not in allowed_metrics:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
 from service.ml.plan import Normalization, Plan
 
 Inputs = dict[str, np.ndarray] | np.ndarray

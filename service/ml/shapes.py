@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any
 
-from service import spec
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
+from service.schemas import network
 
 Shape = tuple[int, ...]  # one sample's shape, without the batch axis
 _IMAGE_LAYERS = ("conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d")
@@ -26,7 +26,9 @@ class LayerShape:
     parameters: int
 
 
-def infer(layers: Sequence[spec.Layer], input_shape: Shape, output_units: int) -> list[LayerShape]:
+def infer(
+    layers: Sequence[network.Layer], input_shape: Shape, output_units: int
+) -> list[LayerShape]:
     """Every layer after the inputs, the output layer last; an `InvalidInput` names a layer that
     cannot take the shape it is given."""
     shape = input_shape
@@ -60,26 +62,26 @@ def infer(layers: Sequence[spec.Layer], input_shape: Shape, output_units: int) -
 def _layer(layer: Any, shape: Shape, index: int) -> tuple[Shape, int]:
     what, field = f"layer {index} ({layer.type})", f"/network/layers/{index}"
     match layer:
-        case spec.Dense():
+        case network.Dense():
             if not shape:
                 raise InvalidInput(f"{what} needs inputs with at least one axis", field=field)
             return (*shape[:-1], layer.units), _dense(shape, layer.units, layer.use_bias)
-        case spec.Dropout() | spec.ActivationLayer():
+        case network.Dropout() | network.ActivationLayer():
             return shape, 0
-        case spec.BatchNormalization():
+        case network.BatchNormalization():
             # gamma and beta (trained), moving mean and variance (not trained): 4 per channel.
             return shape, 4 * (shape[-1] if shape else 1)
-        case spec.Flatten():
+        case network.Flatten():
             return (prod(shape),), 0
-        case spec.GlobalAveragePooling2D():
+        case network.GlobalAveragePooling2D():
             return (shape[-1],), 0
-        case spec.Conv2D():
+        case network.Conv2D():
             kernel = _pair(layer.kernel_size)
             height, width = _window(shape, kernel, _pair(layer.strides), layer.padding, what, field)
             channels = shape[-1]
             parameters = kernel[0] * kernel[1] * channels * layer.filters + layer.filters
             return (height, width, layer.filters), parameters
-        case spec.MaxPooling2D() | spec.AveragePooling2D():
+        case network.MaxPooling2D() | network.AveragePooling2D():
             pool = _pair(layer.pool_size)
             strides = pool if layer.strides is None else _pair(layer.strides)
             height, width = _window(shape, pool, strides, layer.padding, what, field)

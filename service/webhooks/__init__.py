@@ -29,16 +29,16 @@ from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from service import jobs
-from service.config import get_settings
-from service.db import session_scope
-from service.keys import Principal
-from service.orm import (
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.orm import (
     FINAL_STATUSES,
     Job,
     WebhookAttempt,
     WebhookDelivery,
     utcnow,
 )
+from service.keys import Principal
 from service.schemas import WebhookAttemptRead, WebhookDeliveryRead
 from service.webhooks import keyring, network
 from service.webhooks.signing import OwnerSecret as OwnerSecret

@@ -17,8 +17,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from service.config import get_settings
-from service.errors import DendriteError
+from service.core.config import get_settings
+from service.core.errors import DendriteError
 
 log = logging.getLogger(__name__)
 

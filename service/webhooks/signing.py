@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.orm import WebhookSecret, utcnow
+from service.core.orm import WebhookSecret, utcnow
 from service.webhooks import keyring
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from service import examples, keys, queue
-from service.config import Settings
-from service.db import session_scope
+from service import keys
+from service.core import queue
+from service.core.config import Settings
+from service.core.db import session_scope
 from service.main import create_app
+from service.schemas import examples
 from tests.conftest import DATA
 
 Upload = Callable[..., Response]

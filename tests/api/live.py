@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx2
 
-from service.db import upgrade_database
+from service.core.db import upgrade_database
 from tests.e2e.conftest import free_port
 
 

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from service import keys
 from service.cli import app as cli
-from service.config import get_settings
-from service.db import get_sessionmaker, session_scope
+from service.core.config import get_settings
+from service.core.db import get_sessionmaker, session_scope
+from service.core.orm import ApiKey, Dataset
 from service.main import create_app
-from service.orm import ApiKey, Dataset
 from tests.api.conftest import assert_envelope, bearer, client_beside, create_key, upload_file
 
 PROTECTED = [

@@ -9,8 +9,8 @@ from httpx2 import Response
 from sqlalchemy import delete
 
 from service import keys
-from service.db import session_scope
-from service.orm import ApiKey
+from service.core.db import session_scope
+from service.core.orm import ApiKey
 from tests.api.conftest import assert_envelope, bearer, client_beside, create_key
 
 

@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from service import examples
+from service.schemas import examples
 from tests.api.conftest import assert_envelope, concrete_job, mnist_job, upload_bytes, upload_file
 from tests.conftest import DATA
 

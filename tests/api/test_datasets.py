@@ -10,10 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service import examples, storage
-from service.config import Settings, get_settings
-from service.db import session_scope
-from service.orm import Job, JobStatus, Model
+from service.core import storage
+from service.core.config import Settings, get_settings
+from service.core.db import session_scope
+from service.core.orm import Job, JobStatus, Model
+from service.schemas import examples
 from tests.api.conftest import Upload, assert_envelope, concrete_job, upload_bytes, upload_file
 from tests.conftest import DATA
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service import examples
+from service.schemas import examples
 from tests.api.conftest import Upload, assert_envelope, concrete_job
 from workers.tasks import run_job
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from service import examples
+from service.schemas import examples
 from tests.api import live
 
 FILESYSTEM_BYTES = 30 << 20

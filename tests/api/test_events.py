@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service import attempts
 from service import events as service_events
-from service.config import Settings, get_settings
-from service.db import session_scope
-from service.orm import JobStatus
+from service import leases
+from service.core.config import Settings, get_settings
+from service.core.db import session_scope
+from service.core.orm import JobStatus
 from tests.api.conftest import Upload, assert_envelope, concrete_job
 from tests.sse import Event, events
 
@@ -36,28 +36,28 @@ class Worker:
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.attempt: attempts.Attempt | None = None
+        self.attempt: leases.Attempt | None = None
 
     def claim(self) -> None:
         with session_scope() as session:
-            self.attempt = attempts.claim(session, self.job_id, "w1@host")
+            self.attempt = leases.claim(session, self.job_id, "w1@host")
         assert self.attempt is not None
 
     def epoch(self, epoch: int) -> None:
         assert self.attempt is not None
         metrics = {"loss": 100.0 / epoch, "val_loss": 120.0 / epoch}
         with session_scope() as session:
-            assert attempts.record_epoch(session, self.attempt, epoch, metrics, 0.5)
+            assert leases.record_epoch(session, self.attempt, epoch, metrics, 0.5)
 
     def end(self, status: JobStatus = JobStatus.succeeded) -> None:
         assert self.attempt is not None
         with session_scope() as session:
-            assert attempts.end(session, self.attempt, status)
+            assert leases.end(session, self.attempt, status)
 
     def hand_back(self) -> None:
         assert self.attempt is not None
         with session_scope() as session:
-            assert attempts.hand_back(session, self.attempt)
+            assert leases.hand_back(session, self.attempt)
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_a_long_history_arrives_whole_before_the_final_status(
     with session_scope() as session:
         assert worker.attempt is not None
         for epoch in range(1, service_events.BATCH + 21):  # more than one read's batch
-            attempts.record_epoch(session, worker.attempt, epoch, {"loss": 1.0}, 0.1)
+            leases.record_epoch(session, worker.attempt, epoch, {"loss": 1.0}, 0.1)
     worker.end()
     sent = read_all(client, job["id"], last_event_id="0:running:1")
     assert [e.data["epoch"] for e in sent[:-1]] == list(range(1, service_events.BATCH + 21))

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service import examples, queue
-from service.config import Settings, get_settings
+from service.core import queue
+from service.core.config import Settings, get_settings
+from service.schemas import examples
 from tests.api.conftest import upload_file
 
 

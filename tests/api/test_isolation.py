@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service import examples
-from service.db import get_sessionmaker
-from service.orm import Dataset, Job, Model, new_id
+from service.core.db import get_sessionmaker
+from service.core.orm import Dataset, Job, Model, new_id
+from service.schemas import examples
 from tests.api.conftest import OWNER, assert_envelope, concrete_job, upload_file
 from workers.tasks import run_job
 

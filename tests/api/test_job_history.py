@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.db import session_scope
-from service.orm import EpochMetric
+from service.core.db import session_scope
+from service.core.orm import EpochMetric
 from tests.api.conftest import Upload, assert_envelope, concrete_job
 
 EPOCHS = 1000

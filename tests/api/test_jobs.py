@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service.config import Settings, get_settings
-from service.db import get_sessionmaker
+from service.core.config import Settings, get_settings
+from service.core.db import get_sessionmaker
+from service.core.orm import Job
 from service.main import create_app
-from service.orm import Job
 from tests.api.conftest import Upload, assert_envelope, concrete_job, upload_file
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]

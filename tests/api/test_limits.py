@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from service import tabular
 from service.api.limits import JsonDepth, JsonTooDeep
-from service.config import Settings, get_settings
+from service.core.config import Settings, get_settings
+from service.formats import tabular
 from service.schemas import MAX_INSTANCES
 from tests.api.conftest import assert_envelope, concrete_job, upload_bytes
 from tests.conftest import DATA

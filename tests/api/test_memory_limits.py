@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from service import datasets, examples, jobs, keys
-from service.config import Settings
-from service.orm import JobStatus
-from service.schemas import MAX_INSTANCES, JobCreate
+from service import datasets, jobs, keys
+from service.core.config import Settings
+from service.core.orm import JobStatus
+from service.schemas import MAX_INSTANCES, JobCreate, examples
 from tests.conftest import DATA
 from tests.e2e.conftest import free_port
 

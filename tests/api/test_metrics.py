@@ -11,9 +11,9 @@ from prometheus_client.samples import Sample
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service import metrics, queue
-from service.config import get_settings
-from service.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus, utcnow
+from service.core import prometheus, queue
+from service.core.config import get_settings
+from service.core.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus, utcnow
 from tests.api.conftest import Upload, assert_envelope, bearer, concrete_job, create_key
 
 FAMILIES = {
@@ -29,7 +29,7 @@ FAMILIES = {
 @pytest.fixture(autouse=True)
 def fresh_histogram() -> None:
     """The training-time histogram is kept in the process; each test's database starts empty."""
-    metrics.forget_training_seconds()
+    prometheus.forget_training_seconds()
 
 
 def scrape(client: TestClient) -> list[Sample]:

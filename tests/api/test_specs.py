@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.config import Settings
+from service.core.config import Settings
 from tests.api.conftest import Upload, assert_envelope, concrete_job, mnist_job
 
 CONCRETE_FEATURES = [

@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service import examples
-from service.config import get_settings
-from service.db import session_scope
-from service.orm import Job, JobStatus, Model
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.orm import Job, JobStatus, Model
+from service.schemas import examples
 from tests.api.conftest import Upload, assert_envelope
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from service import examples
+from service.schemas import examples
 from tests.api.live import Server, running_api
 from tests.conftest import DATA
 

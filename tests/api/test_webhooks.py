@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service import attempts
-from service.config import Settings, get_settings
-from service.db import session_scope
-from service.orm import JobStatus
+from service import leases
+from service.core.config import Settings, get_settings
+from service.core.db import session_scope
+from service.core.orm import JobStatus
 from tests.api.conftest import Upload, assert_envelope, concrete_job
 from tests.webhook_receiver import Receiver, closed_port, receiving, verify
 
@@ -54,10 +54,10 @@ def _deliveries(client: TestClient, job_id: str, state: str) -> list[dict[str, A
 def _end_as_worker(job_id: str, status: JobStatus, error: str | None = None) -> None:
     """A worker claims the job and records its outcome, as workers/tasks.py does."""
     with session_scope() as session:
-        attempt = attempts.claim(session, job_id, "w1@host")
+        attempt = leases.claim(session, job_id, "w1@host")
         assert attempt is not None
     with session_scope() as session:
-        assert attempts.end(session, attempt, status, error)
+        assert leases.end(session, attempt, status, error)
 
 
 def test_create_job_rejects_a_callback_url_that_is_not_http(

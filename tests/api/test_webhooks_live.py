@@ -19,8 +19,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from service import examples
-from service.db import upgrade_database
+from service.core.db import upgrade_database
+from service.schemas import examples
 from tests.conftest import DATA
 from tests.e2e.conftest import free_port
 from tests.webhook_receiver import Receiver, closed_port

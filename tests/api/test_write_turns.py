@@ -17,10 +17,10 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from service import queue
 from service.api.deps import UnitOfWorkRoute, get_session
-from service.config import Settings
-from service.db import get_engine, get_sessionmaker, upgrade_database
+from service.core import queue
+from service.core.config import Settings
+from service.core.db import get_engine, get_sessionmaker, upgrade_database
 from service.main import create_app
 from tests.api.conftest import OWNER, bearer, create_key
 

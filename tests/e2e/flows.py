@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx2
 
-from service import examples
+from service.schemas import examples
 
 DATA = Path(__file__).parent.parent / "data"
 FINAL = ("succeeded", "failed", "cancelled")

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from service import examples
+from service.schemas import examples
 from tests.e2e.conftest import Service
 from tests.e2e.flows import DATA, concrete_job, concrete_rows, submit, upload, wait_for, watch
 

@@ -14,8 +14,9 @@ from tests.e2e.flows import concrete_job, submit, upload, wait_for
 from tests.e2e.load import run_load
 
 # In the default run. Uploads used to wait out SQLite's 30 s timeout here: first writers starved by
-# newer ones (fixed by service/sqlite_writes.py), then a write turn held while the request waited
-# for a pooled thread (fixed by service.api.deps.UnitOfWorkRoute). Alone: ./scripts/test -m load
+# newer ones (fixed by service/core/sqlite_writes.py), then a write turn held while the request
+# waited for a pooled thread (fixed by service.api.deps.UnitOfWorkRoute).
+# Alone: ./scripts/test -m load
 pytestmark = [pytest.mark.e2e, pytest.mark.load]
 
 CLIENTS = 50

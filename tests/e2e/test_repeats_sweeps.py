@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from service import examples
+from service.schemas import examples
 from tests.e2e.conftest import Service
 from tests.e2e.flows import concrete_rows, upload
 

@@ -11,11 +11,12 @@ import keras
 import numpy as np
 import pytest
 
-from service import orm, storage, tabular
+from service.core import orm, storage
+from service.formats import tabular
+from service.formats.npz import describe_arrays
 from service.ml import artifacts, builder, inference
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
-from service.npz import describe_arrays
 from service.schemas import JobCreate
 
 DATA = Path(__file__).parents[1] / "data"

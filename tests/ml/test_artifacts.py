@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from service.config import get_settings
+from service.core.config import get_settings
 from service.ml import artifacts
 from tests.ml.conftest import Trained
 

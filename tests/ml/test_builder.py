@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from service import orm, spec
+from service.core import orm
 from service.ml import builder
 from service.ml import plan as plans
 from service.ml.plan import Normalization
-from service.schemas import JobCreate
+from service.schemas import JobCreate, network
 from tests.ml.conftest import Trained, fit
 
 CONCRETE_FEATURES = [
@@ -61,7 +61,7 @@ def _parameters(model: keras.Model, layer_type: str) -> list[int]:
     return [row["parameters"] for row in rows if row["type"] == layer_type]
 
 
-@pytest.mark.parametrize("name", spec.ACTIVATIONS)
+@pytest.mark.parametrize("name", network.ACTIVATIONS)
 def test_get_activation_resolves_every_spec_name(name: str) -> None:
     activation = keras.activations.get(name)
 
@@ -69,7 +69,7 @@ def test_get_activation_resolves_every_spec_name(name: str) -> None:
     assert np.asarray(activation(np.array([[0.5, -1.0]], dtype="float32"))).shape == (1, 2)
 
 
-@pytest.mark.parametrize("name", spec.ACTIVATIONS)
+@pytest.mark.parametrize("name", network.ACTIVATIONS)
 def test_build_model_runs_with_every_activation(name: str) -> None:
     layers: list[dict[str, Any]] = [
         {"type": "dense", "units": 4, "activation": name},
@@ -86,7 +86,9 @@ def test_build_model_runs_with_every_activation(name: str) -> None:
     assert predictions.shape == (2, 2)
 
 
-@pytest.mark.parametrize("name", sorted({*spec.REGRESSION_LOSSES, *spec.CLASSIFICATION_LOSSES}))
+@pytest.mark.parametrize(
+    "name", sorted({*network.REGRESSION_LOSSES, *network.CLASSIFICATION_LOSSES})
+)
 def test_get_loss_resolves_every_spec_name(name: str) -> None:
     loss = keras.losses.get(name)
 
@@ -110,12 +112,12 @@ def _tiny_data(rows: int = 12) -> dict[str, np.ndarray]:
     return {name: rng.uniform(1, 2, (rows, 1)).astype("float32") for name in ("a", "b")}
 
 
-@pytest.mark.parametrize("name", spec.OPTIMIZERS)
+@pytest.mark.parametrize("name", network.OPTIMIZERS)
 def test_compile_model_builds_every_optimizer_and_trains(name: str) -> None:
     plan, model = _tiny("regression", ["mae"])
     before = [w.copy() for w in model.get_weights()]
 
-    builder.compile_model(model, plan, spec.Optimizer(name=name, learning_rate=0.05))
+    builder.compile_model(model, plan, network.Optimizer(name=name, learning_rate=0.05))
     model.fit(_tiny_data(), np.ones((12, 1), "float32"), epochs=1, batch_size=12, verbose=0)
 
     assert type(model.optimizer).__name__.lower() == name
@@ -128,31 +130,31 @@ def test_compile_model_builds_every_optimizer_and_trains(name: str) -> None:
 def test_compile_model_passes_momentum(name: str) -> None:
     plan, model = _tiny("regression", ["mae"])
 
-    builder.compile_model(model, plan, spec.Optimizer(name=name, momentum=0.8))
+    builder.compile_model(model, plan, network.Optimizer(name=name, momentum=0.8))
 
     assert model.optimizer.momentum == pytest.approx(0.8)
 
 
 def test_compile_model_reports_every_regression_metric() -> None:
-    plan, model = _tiny("regression", list(spec.REGRESSION_METRICS))
-    builder.compile_model(model, plan, spec.Optimizer())
+    plan, model = _tiny("regression", list(network.REGRESSION_METRICS))
+    builder.compile_model(model, plan, network.Optimizer())
 
     history = model.fit(
         _tiny_data(), np.full((12, 1), 3.0, "float32"), epochs=1, batch_size=12, verbose=0
     )
 
-    assert len(history.history) == 1 + len(spec.REGRESSION_METRICS)  # the loss and each metric
+    assert len(history.history) == 1 + len(network.REGRESSION_METRICS)  # the loss and each metric
     assert all(np.isfinite(values[0]) for values in history.history.values())
 
 
 def test_compile_model_reports_every_classification_metric() -> None:
-    plan, model = _tiny("classification", list(spec.CLASSIFICATION_METRICS))
-    builder.compile_model(model, plan, spec.Optimizer())
+    plan, model = _tiny("classification", list(network.CLASSIFICATION_METRICS))
+    builder.compile_model(model, plan, network.Optimizer())
     y = keras.utils.to_categorical(np.arange(12) % 3, num_classes=3)
 
     history = model.fit(_tiny_data(), y, epochs=1, batch_size=12, verbose=0)
 
-    assert len(history.history) == 1 + len(spec.CLASSIFICATION_METRICS)
+    assert len(history.history) == 1 + len(network.CLASSIFICATION_METRICS)
     assert all(np.isfinite(values[0]) for values in history.history.values())
 
 
@@ -160,7 +162,7 @@ def test_compile_model_uses_the_plan_loss() -> None:
     plan, model = _tiny("regression", ["mae"])
     plan.loss = "huber"
 
-    builder.compile_model(model, plan, spec.Optimizer())
+    builder.compile_model(model, plan, network.Optimizer())
     loss = model.evaluate(_tiny_data(2), np.zeros((2, 1), "float32"), verbose=0, return_dict=True)
 
     predictions = model.predict_on_batch(_tiny_data(2))
@@ -334,9 +336,9 @@ def test_summarize_lists_layers_after_the_inputs() -> None:
 
 def test_fit_trains_built_model_on_raw_text_and_numbers(penguin_species: Trained) -> None:
     plan, prepared = penguin_species.plan, penguin_species.prepared
-    network = spec.Network.model_validate({"layers": [{"type": "dense", "units": 8}]})
-    model = builder.build(network, plan, prepared.normalization)
-    builder.compile_model(model, plan, spec.Optimizer(learning_rate=0.05))
+    net = network.Network.model_validate({"layers": [{"type": "dense", "units": 8}]})
+    model = builder.build(net, plan, prepared.normalization)
+    builder.compile_model(model, plan, network.Optimizer(learning_rate=0.05))
     assert prepared.validation is not None
     x = builder.model_inputs(prepared.validation.x)
     y = keras.utils.to_categorical(prepared.validation.y, num_classes=plan.output_units)

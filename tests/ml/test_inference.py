@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service import storage
-from service.config import get_settings
-from service.errors import InvalidInput
+from service.core import storage
+from service.core.config import get_settings
+from service.core.errors import InvalidInput
 from service.ml import inference
 from tests.ml.conftest import Save, Trained
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
 from service.ml import inference
 
 SCHEMA: dict[str, Any] = {

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from service.config import Settings, get_settings
-from service.errors import InvalidInput
+from service.core.config import Settings, get_settings
+from service.core.errors import InvalidInput
 from service.ml import inspection
 from tests.ml.conftest import Save, Trained
 

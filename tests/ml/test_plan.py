@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
-from service import orm, tabular
-from service.errors import InvalidInput
+from service.core import orm
+from service.core.errors import InvalidInput
+from service.formats import tabular
 from service.ml import plan as plans
 from service.schemas import JobCreate
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
 from service.ml.plan import Feature, Plan
 from service.ml.preprocessing import Prepared, prepare_arrays, prepare_frame
 

@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pytest
 
-from service import orm, spec
-from service.config import Settings, get_settings
-from service.errors import InvalidInput
+from service.core import orm
+from service.core.config import Settings, get_settings
+from service.core.errors import InvalidInput
 from service.ml import builder, shapes
 from service.ml import plan as plans
 from service.ml.plan import Normalization
-from service.schemas import JobCreate
+from service.schemas import JobCreate, network
 
 
 def _dataset(columns: list[dict[str, Any]], file_format: str) -> orm.Dataset:
@@ -250,7 +250,7 @@ def _mnist(rows: int = 60_000) -> orm.Dataset:
 
 @pytest.mark.parametrize(
     ("name", "momentum"),
-    [(name, None) for name in spec.OPTIMIZERS] + [("sgd", 0.9), ("rmsprop", 0.9)],
+    [(name, None) for name in network.OPTIMIZERS] + [("sgd", 0.9), ("rmsprop", 0.9)],
 )
 def test_optimizer_slots_match_the_state_keras_keeps(name: str, momentum: float | None) -> None:
     options: dict[str, Any] = {"learning_rate": 0.01}

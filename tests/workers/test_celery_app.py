@@ -11,10 +11,11 @@ import pytest
 from billiard.exceptions import WorkerLostError
 from sqlalchemy.orm import Session
 
-from service import attempts, datasets, examples, jobs, keys, queue
-from service.config import get_settings
-from service.orm import Job, JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, leases
+from service.core import queue
+from service.core.config import get_settings
+from service.core.orm import Job, JobStatus
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers import celery_app, holds
 
@@ -53,7 +54,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_job_of_a_killed_pool_process_is_requeued_at_once(session: Session, folder: Path) -> None:
     job = _submit(session)
-    assert attempts.claim(session, job.id, "w1@host") is not None
+    assert leases.claim(session, job.id, "w1@host") is not None
     session.commit()
     (folder / str(_dead_pid())).write_text(job.id)
     _lost(job.id)
@@ -68,7 +69,7 @@ def test_killed_on_its_last_attempt_the_job_fails_saying_memory(
     monkeypatch.setenv("DENDRITE_MAX_ATTEMPTS", "1")
     get_settings.cache_clear()
     job = _submit(session)
-    assert attempts.claim(session, job.id, "w1@host") is not None
+    assert leases.claim(session, job.id, "w1@host") is not None
     session.commit()
     (folder / str(_dead_pid())).write_text(job.id)
     _lost(job.id)
@@ -79,7 +80,7 @@ def test_killed_on_its_last_attempt_the_job_fails_saying_memory(
 
 def test_a_job_that_failed_in_its_process_is_left_alone(session: Session, folder: Path) -> None:
     job = _submit(session)
-    assert attempts.claim(session, job.id, "w1@host") is not None
+    assert leases.claim(session, job.id, "w1@host") is not None
     session.commit()
     (folder / str(_dead_pid())).write_text(job.id)
     _lost(job.id, ValueError("raised by the task itself, in its process"))

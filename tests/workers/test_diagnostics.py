@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 from sqlalchemy.orm import Session
 
-from service import datasets, diagnostics, examples, jobs, keys, queue
-from service.orm import EpochDiagnostic, Job, JobStatus
-from service.schemas import JobCreate
+from service import datasets, diagnostics, jobs, keys
+from service.core import queue
+from service.core.orm import EpochDiagnostic, Job, JobStatus
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers.diagnostics import PAIRS_KEPT, _unit_share
 from workers.tasks import run_job

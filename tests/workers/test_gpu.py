@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from sqlalchemy.orm import Session
 
-from service import datasets, examples, jobs, keys
-from service.orm import Job, JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys
+from service.core.orm import Job, JobStatus
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers.tasks import run_job
 

@@ -4,9 +4,9 @@ import logging
 import threading
 from datetime import timedelta
 
-from service import logs
-from service.attempts import Attempt
-from service.orm import utcnow
+from service.core import logs
+from service.core.orm import utcnow
+from service.leases import Attempt
 from workers.callbacks import Heartbeat, Stop
 
 

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from service import attempts, datasets, examples, jobs, keys, queue
-from service.attempts import Attempt
-from service.config import Settings, get_settings
-from service.orm import Job, JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, leases
+from service.core import queue
+from service.core.config import Settings, get_settings
+from service.core.orm import Job, JobStatus
+from service.leases import Attempt
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers import memory
 
@@ -27,7 +28,7 @@ def _claimed(session: Session) -> tuple[Job, Attempt]:
     body["dataset_id"] = dataset.id
     job = jobs.submit(session, OWNER, JobCreate.model_validate(body))
     session.commit()
-    attempt = attempts.claim(session, job.id, "w1@host")
+    attempt = leases.claim(session, job.id, "w1@host")
     session.commit()
     assert attempt is not None
     return job, attempt

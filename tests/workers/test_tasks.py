@@ -4,9 +4,10 @@ import copy
 
 from sqlalchemy.orm import Session
 
-from service import datasets, examples, jobs, keys, storage
-from service.orm import EpochMetric, Job, JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys
+from service.core import storage
+from service.core.orm import EpochMetric, Job, JobStatus
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers.tasks import run_job
 

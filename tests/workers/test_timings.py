@@ -5,9 +5,9 @@ import copy
 import pytest
 from sqlalchemy.orm import Session
 
-from service import datasets, examples, jobs, keys
-from service.orm import Job, JobStatus
-from service.schemas import JobCreate
+from service import datasets, jobs, keys
+from service.core.orm import Job, JobStatus
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers import timings
 from workers.tasks import run_job

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from service import attempts, datasets, examples, jobs, keys, queue, storage
-from service.config import get_settings
-from service.orm import EpochMetric, Job, JobStatus, utcnow
-from service.schemas import JobCreate
+from service import datasets, jobs, keys, leases
+from service.core import queue, storage
+from service.core.config import get_settings
+from service.core.orm import EpochMetric, Job, JobStatus, utcnow
+from service.schemas import JobCreate, examples
 from tests.conftest import DATA
 from workers import shutdown
 from workers.callbacks import Checkpoint, Stop
@@ -46,7 +47,7 @@ def _submit(session: Session, epochs: int) -> Job:
 
 def _hand_back_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """Ask for a hand-back (as SIGTERM does) once `epoch` is recorded."""
-    record = attempts.record_epoch
+    record = leases.record_epoch
 
     def record_then_ask(*args: Any, **kwargs: Any) -> bool:
         recorded = record(*args, **kwargs)
@@ -54,7 +55,7 @@ def _hand_back_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
             shutdown.requested.set()
         return recorded
 
-    monkeypatch.setattr(attempts, "record_epoch", record_then_ask)
+    monkeypatch.setattr(leases, "record_epoch", record_then_ask)
 
 
 def _history(session: Session, job: Job) -> list[tuple[int, float]]:
@@ -103,13 +104,13 @@ def test_handed_back_job_resumes_after_its_checkpoint(
 
 def test_job_requeued_without_a_checkpoint_trains_from_the_start(session: Session) -> None:
     job = _submit(session, epochs=3)
-    lost = attempts.claim(session, job.id, "w1@host")
+    lost = leases.claim(session, job.id, "w1@host")
     assert lost is not None
     for epoch in (1, 2):
-        attempts.record_epoch(session, lost, epoch, {"loss": -1.0}, 0.1)
+        leases.record_epoch(session, lost, epoch, {"loss": -1.0}, 0.1)
     job.heartbeat_at = utcnow() - timedelta(hours=1)
     session.commit()
-    assert attempts.sweep(session).requeued == 1
+    assert leases.sweep(session).requeued == 1
     session.commit()
     run_job(job.id)
     session.refresh(job)
@@ -145,7 +146,7 @@ def test_job_that_comes_back_after_its_time_ran_out_does_not_train(session: Sess
 
 def test_duplicate_delivery_leaves_the_running_job_alone(session: Session) -> None:
     job = _submit(session, epochs=3)
-    assert attempts.claim(session, job.id, "w1@host") is not None
+    assert leases.claim(session, job.id, "w1@host") is not None
     session.commit()
     run_job(job.id)
     session.refresh(job)

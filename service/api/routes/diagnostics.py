@@ -7,11 +7,12 @@ from fastapi import Depends, Path, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from service import charts, diagnostics, jobs, keys, plots
+from service import diagnostics, jobs, keys, plots
 from service.api import job_page
 from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, bearer, v1_router
-from service.config import get_settings
-from service.db import session_scope
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.formats import figures
 from service.schemas import DiagnosticsRead, ErrorBody
 
 router = v1_router("/v1/jobs", "jobs", documents_401=False)
@@ -42,7 +43,7 @@ def get_job_plot(
 ) -> Response:
     """A plot of the job: learning-curves, confusion-matrix, gradient-norms, predicted-vs-actual."""
     image = plots.render(session, principal, job_id, kind, fmt)
-    return Response(image, media_type=charts.FORMATS[fmt], headers={"Cache-Control": "no-store"})
+    return Response(image, media_type=figures.FORMATS[fmt], headers={"Cache-Control": "no-store"})
 
 
 def _optional_principal(

@@ -12,8 +12,8 @@ from starlette.types import Receive, Scope, Send
 
 from service import events
 from service.api.deps import CurrentPrincipal, bearer, principal_for, v1_router
-from service.config import get_settings
-from service.errors import DendriteError
+from service.core.config import get_settings
+from service.core.errors import DendriteError
 from service.schemas import ErrorBody
 
 log = logging.getLogger(__name__)

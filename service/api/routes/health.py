@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import make_url, text
 
-from service import queue, storage
-from service.config import get_settings
-from service.db import get_engine
+from service.core import queue, storage
+from service.core.config import get_settings
+from service.core.db import get_engine
 
 router = APIRouter(tags=["health"])
 

@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import Body
 from fastapi.concurrency import run_in_threadpool
 
-from service import examples, models
+from service import models
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
-from service.schemas import ForwardRequest, ForwardResponse, WeightsResponse
+from service.schemas import ForwardRequest, ForwardResponse, WeightsResponse, examples
 
 router = v1_router("/v1/models", "models")
 

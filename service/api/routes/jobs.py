@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import Body, Header, Query, Response, status
 
-from service import examples, jobs
+from service import jobs
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
-from service.orm import JobStatus
-from service.schemas import ErrorBody, HistoryRead, JobCreate, JobRead, Page
+from service.core.orm import JobStatus
+from service.schemas import ErrorBody, HistoryRead, JobCreate, JobRead, Page, examples
 
 router = v1_router("/v1/jobs", "jobs")
 

@@ -10,10 +10,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from service import examples, models
+from service import models
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
-from service.errors import InvalidInput, UnsupportedMediaType
-from service.schemas import MAX_INSTANCES, ModelRead, Page, PredictRequest, PredictResponse
+from service.core.errors import InvalidInput, UnsupportedMediaType
+from service.schemas import (
+    MAX_INSTANCES,
+    ModelRead,
+    Page,
+    PredictRequest,
+    PredictResponse,
+    examples,
+)
 
 router = v1_router("/v1/models", "models")
 

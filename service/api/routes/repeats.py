@@ -1,7 +1,8 @@
 """Repeated experiments: each repeat's test metrics and their aggregate."""
 
-from service import jobs, repeats
+from service import jobs
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
+from service.experiments import repeats
 from service.schemas import RepeatsRead
 
 router = v1_router("/v1/jobs", "jobs")

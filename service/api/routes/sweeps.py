@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import Body, Response, status
 
-from service import examples, sweeps
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
-from service.schemas import ErrorBody, Page, SweepCreate, SweepRead
+from service.experiments import sweeps
+from service.schemas import ErrorBody, Page, SweepCreate, SweepRead, examples
 
 router = v1_router("/v1/sweeps", "sweeps")
 

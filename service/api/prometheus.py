@@ -6,7 +6,7 @@ import time
 from prometheus_client import Histogram, ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import REGISTRY
+from service.core.prometheus import REGISTRY
 
 UNMATCHED = "unmatched"  # a path no route serves (404s): one series for all of them
 

@@ -77,8 +77,10 @@ def config_dict(log_format: LogFormat, level: str | int = "INFO") -> dict[str, A
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"job": {"()": "service.logs.JobIdFilter"}},
-        "formatters": {"default": {"()": "service.logs.make_formatter", "log_format": log_format}},
+        "filters": {"job": {"()": "service.core.logs.JobIdFilter"}},
+        "formatters": {
+            "default": {"()": "service.core.logs.make_formatter", "log_format": log_format}
+        },
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",

@@ -121,18 +121,19 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     # Delivery: how many times a worker started it and did not hand it back cleanly (the lease
-    # number, see service/attempts.py), and when it was last sent to the broker.
+    # number, see service/leases.py), and when it was last sent to the broker.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None]
     # Seconds per phase of the last attempt that finished training (workers/training.py).
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # Repeated experiments (service/repeats.py): a job with `repeats` > 1 is never run itself;
-    # its parts (jobs with `parent_id`) train its repeats, each on a new split.
+    # Repeated experiments (service/experiments/repeats.py): a job with `repeats` > 1 is never run
+    # itself; its parts (jobs with `parent_id`) train its repeats, each on a new split.
     repeats: Mapped[int] = mapped_column(Integer, default=1)
     parent_id: Mapped[str | None] = mapped_column(
         ForeignKey("job.id", ondelete="CASCADE"), index=True
     )
-    # Sweeps (service/sweeps.py): the sweep a trial belongs to, its number and its parameters.
+    # Sweeps (service/experiments/sweeps.py): the sweep a trial belongs to, its number and its
+    # parameters.
     sweep_id: Mapped[str | None] = mapped_column(
         ForeignKey("sweep.id", ondelete="CASCADE"), index=True
     )

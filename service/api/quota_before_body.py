@@ -14,9 +14,9 @@ from service import datasets, keys
 from service.api.deps import principal_for
 from service.api.errors import envelope
 from service.api.limits import MULTIPART_OVERHEAD, UPLOAD_PATH
-from service.config import get_settings
-from service.db import session_scope
-from service.errors import DendriteError
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.errors import DendriteError
 
 
 class QuotaBeforeBody:

@@ -18,11 +18,12 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import datasets, jobs, repeats
-from service.config import get_settings
-from service.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from service import datasets, jobs
+from service.core.config import get_settings
+from service.core.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from service.core.orm import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus, Sweep
+from service.experiments import repeats
 from service.keys import Principal
-from service.orm import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus, Sweep
 from service.schemas import JobCreate, Range, SweepCreate, SweepRead, TrialRead
 
 RANDOM_TRIALS = 10  # random search without max_trials

@@ -4,7 +4,7 @@ A repeated job's own row is never run. At submit it fans out into parts: at most
 `DENDRITE_REPEAT_TASKS` ordinary jobs (`parent_id` = the job), each training its share of the
 repeats one after another in one worker process, so the repeats run in parallel across workers
 without paying a process start (TensorFlow import included) each. A part is a job like any other
-for claims, heartbeats, cancellation and recovery (`service.attempts`); a requeued part skips the
+for claims, heartbeats, cancellation and recovery (`service.leases`); a requeued part skips the
 repeats it already finished. The job follows its parts (`sync`): running once one runs, and
 succeeded, failed or cancelled once all have ended.
 
@@ -21,10 +21,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import queue, storage
-from service.config import get_settings
-from service.errors import Conflict, InvalidInput, NotFound
-from service.orm import ACTIVE_STATUSES, FINAL_STATUSES, Dataset, Job, JobRepeat, JobStatus, utcnow
+from service.core import queue, storage
+from service.core.config import get_settings
+from service.core.errors import Conflict, InvalidInput, NotFound
+from service.core.orm import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Dataset,
+    Job,
+    JobRepeat,
+    JobStatus,
+    utcnow,
+)
 from service.schemas import (
     JobCreate,
     MetricAggregate,

@@ -6,7 +6,7 @@ Keys are built from ids only, never from user file names. Every write is atomic:
 appears whole or not at all. A local store's files are used in place; where a library needs a
 local file and the store is remote, it gets a temporary copy (`local_file`, `local_target`,
 `checkpoint_folder`), which is removed when the block ends. A local store's folders are 0700 and
-its files 0600, the owner's alone (`service.filemodes`).
+its files 0600, the owner's alone (`service.core.filemodes`).
 """
 
 import hashlib
@@ -24,8 +24,8 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from service import errors, filemodes
-from service.config import get_settings
+from service.core import errors, filemodes
+from service.core.config import get_settings
 
 CHUNK_BYTES = 1 << 20
 # S3 uploads: one PUT below two parts, else a multipart upload of parts this size (S3's least is

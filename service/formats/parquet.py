@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from service import errors
+from service.core import errors
 
 if TYPE_CHECKING:  # tabular reads Parquet through this module
-    from service.tabular import Limits
+    from service.formats.tabular import Limits
 
 BATCH_ROWS = 1 << 16
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Body
 
-from service import specs
+from service import validation
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.api.routes.jobs import JOB_EXAMPLES
 from service.schemas import JobCreate, SpecSummary
@@ -19,4 +19,4 @@ def validate_spec(
     request: Annotated[JobCreate, Body(openapi_examples=JOB_EXAMPLES)],
 ) -> SpecSummary:
     """Check a job request and build its network without training: layers, shapes, parameters."""
-    return specs.validate(session, principal, request)
+    return validation.validate(session, principal, request)

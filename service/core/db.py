@@ -13,8 +13,8 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
-from service import filemodes, sqlite_writes
-from service.config import get_settings
+from service.core import filemodes, sqlite_writes
+from service.core.config import get_settings
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig

@@ -12,8 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.deps import principal_for
 from service.api.errors import envelope
-from service.config import get_settings
-from service.errors import DendriteError
+from service.core.config import get_settings
+from service.core.errors import DendriteError
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

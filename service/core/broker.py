@@ -13,7 +13,7 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
-from service.filemodes import FILE_MODE
+from service.core.filemodes import FILE_MODE
 
 SCHEME = "dendrite-fs"
 

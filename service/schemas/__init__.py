@@ -14,8 +14,8 @@ from pydantic import (
     model_validator,
 )
 
-from service import examples
-from service.spec import EarlyStopping, Network, Optimizer
+from service.schemas import examples
+from service.schemas.network import EarlyStopping, Network, Optimizer
 
 T = TypeVar("T")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from service import errors, tabular
+from service.core import errors
+from service.formats import tabular
 
 CHUNK_ROWS = 100_000
 # Smaller files are read whole: faster, and their size is no concern.

@@ -3,8 +3,8 @@
 from sqlalchemy.orm import Session
 
 from service import datasets
-from service.config import get_settings
-from service.errors import InvalidInput
+from service.core.config import get_settings
+from service.core.errors import InvalidInput
 from service.keys import Principal
 from service.ml import plan as plans
 from service.schemas import JobCreate, LayerSummary, SpecSummary, TrainingMemory

@@ -1,6 +1,6 @@
 """Prometheus metrics about jobs, read from the database and the broker at each scrape: every API
 replica reports the same numbers, whichever replica took a job and whichever worker trained it.
-(Request latency, which each process measures itself, is in `service.api.metrics`.)
+(Request latency, which each process measures itself, is in `service.api.prometheus`.)
 
 A scrape stays cheap however long the history: jobs by status and the running jobs' epochs are
 small indexed reads, and the training-time histogram is kept as jobs succeed (each scrape reads
@@ -20,10 +20,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import queue
-from service.config import get_settings
-from service.db import session_scope
-from service.orm import EpochMetric, Job, JobStatus
+from service.core import queue
+from service.core.config import get_settings
+from service.core.db import session_scope
+from service.core.orm import EpochMetric, Job, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Fair share: a broker queue is first in, first out, so one owner's backlog would 
 owner's job behind it. Messages are therefore tokens: one is sent per queued job, but the worker
 that takes one claims the fairest queued job of that queue (`fairest`), which may be another
 owner's. The counts still match (one message per queued job, at most one claim per message), so
-a lost message is found by counting (`service.attempts.redispatch_lost`).
+a lost message is found by counting (`service.leases.redispatch_lost`).
 """
 
 import logging
@@ -21,9 +21,9 @@ from kombu import Queue as BrokerQueue
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from service import broker, filemodes
-from service.config import Settings, get_settings
-from service.orm import Job, JobStatus, utcnow
+from service.core import broker, filemodes
+from service.core.config import Settings, get_settings
+from service.core.orm import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def celery() -> Celery:
 
 def enqueue_training(session: Session, job_id: str, device: str) -> None:
     """Send the job to its queue once the session's transaction commits (never before), and
-    record when: a queued job the broker then loses is sent again (`service.attempts`)."""
+    record when: a queued job the broker then loses is sent again (`service.leases`)."""
     session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
     session.info.setdefault(_PENDING, []).append((job_id, device))
 

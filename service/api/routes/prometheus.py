@@ -9,9 +9,9 @@ from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import AUTH_RESPONSES, bearer, principal_for
-from service.config import get_settings
-from service.errors import NotFound
-from service.metrics import REGISTRY
+from service.core.config import get_settings
+from service.core.errors import NotFound
+from service.core.prometheus import REGISTRY
 
 router = APIRouter(tags=["operations"])
 

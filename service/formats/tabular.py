@@ -17,7 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from service import errors, parquet
+from service.core import errors
+from service.formats import parquet
 
 # pandas' default missing-value markers, matched again after stripping ("NA " escapes pandas).
 NA_TOKENS = (

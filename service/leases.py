@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from service import queue, repeats, storage
-from service.config import get_settings
-from service.db import serialize
-from service.orm import EpochMetric, Job, JobStatus, UTCDateTime, utcnow
+from service.core import queue, storage
+from service.core.config import get_settings
+from service.core.db import serialize
+from service.core.orm import EpochMetric, Job, JobStatus, UTCDateTime, utcnow
+from service.experiments import repeats
 
 log = logging.getLogger(__name__)
 

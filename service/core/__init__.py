@@ -1,0 +1,3 @@
+"""Infrastructure: settings, database, ORM, errors, logs, the artifact store, the queue and broker,
+Prometheus metrics.
+"""

@@ -1,0 +1,1 @@
+"""Experiments made of many jobs: repeats of one job and hyperparameter sweeps."""

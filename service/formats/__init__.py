@@ -1,0 +1,3 @@
+"""Dataset file formats (CSV, Parquet, NPZ): reading, limits, statistics; and figures rendered to
+PNG/SVG.
+"""
