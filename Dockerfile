@@ -42,7 +42,7 @@ COPY --from=build /opt/dendrite /opt/dendrite
 USER 10001:10001
 WORKDIR /home/dendrite
 EXPOSE 8000
-# `dendrite api` and `dendrite worker` stop gracefully on SIGTERM (see the README's "Run the
-# stack"); `dendrite worker` execs Celery, so the signal reaches it directly.
+# `dendrite api` and `dendrite worker` stop gracefully on SIGTERM (see docs/operations.md,
+# "Stopping"); `dendrite worker` execs Celery, so the signal reaches it directly.
 ENTRYPOINT ["dendrite"]
 CMD ["api", "--host", "0.0.0.0", "--port", "8000"]

@@ -19,7 +19,7 @@ from benchmarks.harness import DATA, Figure, Run, Service, environment, free_por
 IN_PROCESS = """
 import json, sys, time
 import numpy as np
-from service.ml import artifacts, builder, inference
+from service.ml import artifacts, inference
 
 path, schema = sys.argv[1], json.loads(sys.argv[2])
 rows = json.loads(open(sys.argv[3]).read())
@@ -27,7 +27,7 @@ repeats = int(sys.argv[4])
 model = artifacts.load(__import__("pathlib").Path(path))
 result = {}
 for label, instances in rows.items():
-    inputs = builder.model_inputs(inference._tabular_inputs(schema, instances))
+    inputs = inference.inputs(schema, instances)
     for _ in range(20):
         model.predict_on_batch(inputs)
     times = []

@@ -7,7 +7,7 @@ from benchmarks.harness import Run
 
 HEADER = """# Benchmark results
 
-Written by `.venv/bin/python -m benchmarks{options}` (see README "Benchmarks"). Ratios compare
+Written by `.venv/bin/python -m benchmarks{options}` (see docs/benchmarks.md). Ratios compare
 against a baseline measured in the same run; on a shared machine absolute times are noisy.
 
 """

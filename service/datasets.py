@@ -6,18 +6,22 @@ delete has committed.
 """
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 from itertools import chain
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
 import pandas as pd
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import models
 from service.core import errors, orm, storage
+from service.core.after_commit import after_commit, on_rollback
 from service.core.config import get_settings
 from service.formats import csv_stats, npz, tabular
+from service.formats.limits import Limits
 from service.keys import Principal
 
 CHUNK_BYTES = 1 << 20
@@ -29,21 +33,6 @@ ACCEPTED = (
     f"(.npz: numpy.savez arrays {npz.NPZ_KEYS})"
 )
 MAX_NAME_LENGTH = 255
-_ON_ROLLBACK, _ON_COMMIT = "dendrite.delete_on_rollback", "dendrite.delete_on_commit"
-
-
-@event.listens_for(Session, "after_commit")
-def _files_after_commit(session: Session) -> None:
-    session.info.pop(_ON_ROLLBACK, None)
-    for key in session.info.pop(_ON_COMMIT, []):
-        storage.delete(key)
-
-
-@event.listens_for(Session, "after_rollback")
-def _files_after_rollback(session: Session) -> None:
-    session.info.pop(_ON_COMMIT, None)
-    for key in session.info.pop(_ON_ROLLBACK, []):
-        storage.delete(key)
 
 
 def create(
@@ -70,7 +59,7 @@ def create(
     dataset_id = orm.new_id()
     key = f"datasets/{dataset_id}.{file_format}"
     settings = get_settings()
-    limits = tabular.Limits(
+    limits = Limits(
         rows=settings.max_rows,
         columns=settings.max_columns,
         decompressed_bytes=settings.max_decompressed_bytes,
@@ -101,7 +90,7 @@ def create(
         except BaseException:
             storage.delete(key)
             raise
-    session.info.setdefault(_ON_ROLLBACK, []).append(key)  # a commit that fails leaves no file
+    on_rollback(session, partial(storage.delete, key))  # a commit that fails leaves no file
     return dataset
 
 
@@ -305,7 +294,9 @@ def delete(session: Session, principal: Principal, dataset_id: str, cascade: boo
     session.execute(sql_delete(orm.Dataset).where(orm.Dataset.id == dataset_id))
     session.flush()
     # The files go once the rows have: a delete that fails to commit leaves both.
-    session.info.setdefault(_ON_COMMIT, []).extend([dataset.storage_key, *model_keys])
+    for key in [dataset.storage_key, *model_keys]:
+        after_commit(session, partial(storage.delete, key))
+    models.forget(session, dependents["models"])
 
 
 def _dependents(session: Session, dataset_id: str) -> dict[str, list[str]]:

@@ -10,7 +10,12 @@ from sqlalchemy.orm import Session
 from service import jobs
 from service.core.orm import EpochDiagnostic
 from service.keys import Principal
-from service.schemas import DiagnosticFlag, DiagnosticsRead, EpochDiagnosticRead, LayerDiagnostic
+from service.schemas.diagnostics import (
+    DiagnosticFlag,
+    DiagnosticsRead,
+    EpochDiagnosticRead,
+    LayerDiagnostic,
+)
 
 PROBE_ROWS = 256  # training rows in the probe batch, drawn once per job with its seed
 DEAD_ACTIVATIONS = ("relu", "relu6")

@@ -31,7 +31,7 @@ from service.core.db import session_scope
 from service.core.errors import InvalidInput, TooManyRequests
 from service.core.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus
 from service.keys import Principal
-from service.schemas import EpochRead
+from service.schemas.jobs import EpochRead
 
 log = logging.getLogger(__name__)
 

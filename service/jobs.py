@@ -1,4 +1,4 @@
-"""Job use cases: submit, read, history, cancel. (Recovery from failures: `service.leases`.)"""
+"""Job use cases: submit, read, history, cancel. (Recovery from failures: `service.recovery`.)"""
 
 import hashlib
 import json
@@ -26,7 +26,7 @@ from service.core.orm import (
 from service.experiments import repeats
 from service.keys import Principal
 from service.ml import plan as plans
-from service.schemas import EpochRead, HistoryRead, JobCreate, JobLinks, JobRead, Progress
+from service.schemas.jobs import EpochRead, HistoryRead, JobCreate, JobLinks, JobRead, Progress
 
 
 def _fingerprint(request: JobCreate) -> str:

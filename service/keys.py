@@ -8,27 +8,22 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
-from cachetools import TTLCache
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.core import errors, orm
+from service.core.after_commit import after_commit
+from service.core.recent import Recent
 
 KEY_PREFIX = "dk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8  # what `dendrite keys list` shows; enough to tell keys apart
 # Owner names end up in Idempotency-Key scopes ("owner:key"), so no colon, and short.
 OWNER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 TOUCH_INTERVAL = timedelta(minutes=1)  # last_used_at is a hint, not an audit log: few writes
-# A key that authenticated in the last seconds is trusted without a database round trip (most of
-# a prediction's time otherwise). A revocation takes effect at once in the process that made it,
-# and within this many seconds in every other API process.
-RECENT_SECONDS = 2.0
-_recent: TTLCache[str, "Principal"] = TTLCache(maxsize=4096, ttl=RECENT_SECONDS)
-_recent_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -48,6 +43,9 @@ class Principal:
 
 # Every request acts as this while authentication is off.
 LOCAL = Principal(owner=orm.LOCAL_OWNER, is_admin=True)
+# Principals by key digest: a key that authenticated a moment ago is trusted without a database
+# round trip (most of a prediction's time otherwise). How stale it may be: `service.core.recent`.
+_recent_keys: Recent[str, Principal] = Recent(maxsize=4096)
 
 
 def _digest(token: str) -> str:
@@ -102,22 +100,18 @@ def revoke(session: Session, id_or_prefix: str) -> orm.ApiKey:
     if key.revoked_at is None:
         key.revoked_at = orm.utcnow()
         session.flush()
-    with _recent_lock:
-        _recent.clear()
+    after_commit(session, partial(_recent_keys.forget, key.key_sha256))  # at once in this process
     return key
 
 
-def recent(token: str | None) -> "Principal | None":
-    """The principal `token` authenticated as in the last RECENT_SECONDS, if it did."""
-    if not token:
-        return None
-    with _recent_lock:
-        return _recent.get(_digest(token))
+def recent(token: str | None) -> Principal | None:
+    """The principal `token` authenticated as a moment ago (`service.core.recent`), if it did."""
+    return _recent_keys.get(_digest(token)) if token else None
 
 
-def remember(token: str, principal: "Principal") -> None:
-    with _recent_lock:
-        _recent[_digest(token)] = principal
+def remember(token: str, principal: Principal) -> None:
+    """Trust `token` as `principal` without a lookup for the next moment (`recent`)."""
+    _recent_keys.put(_digest(token), principal)
 
 
 def authenticate(session: Session, token: str | None, now: datetime | None = None) -> Principal:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from service import leases, webhooks
+from service import recovery, webhooks
 from service.api import errors
 from service.api.key_before_body import KeyBeforeBody
 from service.api.limits import RequestLimits
@@ -39,30 +39,31 @@ Try it here: upload `concrete_data.csv` with name `concrete` (POST /v1/datasets)
 """
 
 
-def _sweep() -> None:
+def _recover() -> None:
     with session_scope() as session:
-        swept = leases.sweep(session)
+        recovered = recovery.recover_silent(session)
         repeats.settle_stuck(session)
-    if swept:
-        log.warning("recovered jobs: %s", swept)
+    if recovered:
+        log.warning("recovered jobs: %s", recovered)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    # Every API process sweeps (each transition is conditional, so they never collide): jobs of
-    # workers that went silent go back to the queue, and queued jobs the broker lost are sent again.
+    # Every API process recovers lost jobs (each transition is conditional, so they never collide):
+    # jobs of workers that went silent go back to the queue, and queued jobs the broker lost are
+    # sent again.
     settings = get_settings()
     interval = max(min(settings.stale_after, settings.redispatch_after) / 4, 1.0)
 
-    async def sweep_forever() -> None:
+    async def recover_forever() -> None:
         while True:
             try:
-                await run_in_threadpool(_sweep)
+                await run_in_threadpool(_recover)
             except Exception:
-                log.exception("job sweep failed")
+                log.exception("job recovery failed")
             await asyncio.sleep(interval)
 
-    task = asyncio.create_task(sweep_forever())
+    task = asyncio.create_task(recover_forever())
     # Webhooks go out from here too, not from a training worker (one TensorFlow process per task).
     deliveries = asyncio.create_task(webhooks.deliver_forever())
     yield

@@ -1,25 +1,22 @@
 """Model use cases: read trained models and answer predictions from them."""
 
-import threading
-from typing import IO, Any
+from collections.abc import Iterable
+from functools import partial
+from typing import IO, Any, NamedTuple
 
-from cachetools import TTLCache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.core import storage
+from service.core.after_commit import after_commit
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.errors import Conflict, NotFound
 from service.core.orm import Job, JobStatus, Model
+from service.core.recent import Recent
 from service.keys import Principal
-from service.schemas import (
-    ForwardResponse,
-    LayerOutput,
-    LayerWeights,
-    ModelRead,
-    WeightsResponse,
-)
+from service.schemas.inspection import ForwardResponse, LayerOutput, LayerWeights, WeightsResponse
+from service.schemas.models import ModelRead
 
 
 def get(session: Session, principal: Principal, model_id: str) -> Model:
@@ -53,38 +50,40 @@ def page(
     return list(items), total
 
 
-def predict(
-    session: Session, principal: Principal, model_id: str, instances: list[Any]
-) -> list[Any]:
-    # Look the model up before the import: an unknown id needs no TensorFlow.
-    model = get(session, principal, model_id)
-    from service.ml import inference  # loads TensorFlow on first use, not at API start
+class _Served(NamedTuple):
+    """What a prediction needs of a model's row."""
 
-    return inference.predict(model.storage_key, model.input_schema, model.outputs, instances)
-
-
-# A model never changes once saved, so predictions skip the database for a model looked up in the
-# last seconds; only a deletion (with its dataset) reaches them this much later.
-RECENT_SECONDS = 2.0
-_recent: TTLCache[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = TTLCache(
-    maxsize=1024, ttl=RECENT_SECONDS
-)
-_recent_lock = threading.Lock()
+    owner: str
+    storage_key: str
+    input_schema: dict[str, Any]
+    outputs: dict[str, Any]
 
 
-def predict_recent(principal: Principal, model_id: str, instances: list[Any]) -> list[Any]:
-    """`predict` in its own short unit of work, or none for a model looked up recently."""
-    with _recent_lock:
-        found = _recent.get(model_id)
-    if found is None or not principal.can_see(found[0]):
+# A model never changes once saved, so a prediction skips the database for a model looked up a
+# moment ago; only a deletion reaches it later. How stale it may be: `service.core.recent`.
+_recent_models: Recent[str, _Served] = Recent(maxsize=1024)
+
+
+def predict(principal: Principal, model_id: str, instances: list[Any]) -> list[Any]:
+    """The model's predictions for `instances`. Its own short unit of work, or none for a model
+    looked up a moment ago."""
+    found = _recent_models.get(model_id)
+    if found is None or not principal.can_see(found.owner):
+        # Look the model up before the import: an unknown id needs no TensorFlow.
         with session_scope() as session:
             model = get(session, principal, model_id)
-            found = (model.owner, model.storage_key, model.input_schema, model.outputs)
-        with _recent_lock:
-            _recent[model_id] = found
+            found = _Served(model.owner, model.storage_key, model.input_schema, model.outputs)
+        _recent_models.put(model_id, found)
     from service.ml import inference  # loads TensorFlow on first use, not at API start
 
-    return inference.predict(found[1], found[2], found[3], instances)
+    return inference.predict(found.storage_key, found.input_schema, found.outputs, instances)
+
+
+def forget(session: Session, model_ids: Iterable[str]) -> None:
+    """Models deleted in the session's transaction: once it commits, predictions in this process
+    stop answering from them at once."""
+    for model_id in model_ids:
+        after_commit(session, partial(_recent_models.forget, model_id))
 
 
 def open_file(session: Session, principal: Principal, model_id: str) -> tuple[IO[bytes], int]:

@@ -7,7 +7,8 @@ from service.core.config import get_settings
 from service.core.errors import InvalidInput
 from service.keys import Principal
 from service.ml import plan as plans
-from service.schemas import JobCreate, LayerSummary, SpecSummary, TrainingMemory
+from service.schemas.jobs import JobCreate
+from service.schemas.validation import LayerSummary, SpecSummary, TrainingMemory
 
 
 def validate(session: Session, principal: Principal, request: JobCreate) -> SpecSummary:

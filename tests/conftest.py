@@ -127,3 +127,16 @@ def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, settings: Settin
     monkeypatch.setenv("DENDRITE_S3_ENDPOINT_URL", s3_endpoint)
     get_settings.cache_clear()
     return get_settings()
+
+
+@pytest.fixture
+def concrete_dataset_id(session: Session) -> str:
+    """The course's concrete data, uploaded by `alice` through the use case and committed."""
+    from service import datasets, keys
+
+    with open(DATA / "concrete_data.csv", "rb") as handle:
+        dataset = datasets.create(
+            session, keys.Principal(owner="alice"), handle, "concrete_data.csv", "text/csv", None
+        )
+    session.commit()
+    return dataset.id

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service import datasets, keys
 from service.core import errors, orm, storage
 from service.core.config import Settings, get_settings
-from service.schemas import DatasetRead
+from service.schemas.datasets import DatasetRead
 from tests.conftest import DATA
 
 CONCRETE = (DATA / "concrete_data.csv").read_bytes()

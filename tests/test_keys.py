@@ -83,6 +83,31 @@ def test_revoke_finds_the_key_by_id_prefix_or_key(session: Session, by: str) -> 
     assert other.revoked_at is None
 
 
+@pytest.mark.parametrize("by", ["id", "prefix", "key"])
+def test_revoke_forgets_the_remembered_key_once_committed(session: Session, by: str) -> None:
+    key, token = keys.create(session, "alice")
+    _, other = keys.create(session, "bob")
+    keys.remember(token, keys.Principal(owner="alice"))
+    keys.remember(other, keys.Principal(owner="bob"))
+
+    keys.revoke(session, {"id": key.id, "prefix": key.prefix, "key": token}[by])
+    session.commit()
+
+    assert keys.recent(token) is None
+    assert keys.recent(other) == keys.Principal(owner="bob")
+
+
+def test_revoke_rolled_back_keeps_the_remembered_key(session: Session) -> None:
+    key, token = keys.create(session, "alice")
+    session.commit()
+    keys.remember(token, keys.Principal(owner="alice"))
+
+    keys.revoke(session, key.id)
+    session.rollback()
+
+    assert keys.recent(token) == keys.Principal(owner="alice")
+
+
 def test_revoke_twice_keeps_the_first_time(session: Session) -> None:
     key, _ = keys.create(session, "alice")
     first = keys.revoke(session, key.id).revoked_at

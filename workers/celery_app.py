@@ -11,8 +11,8 @@ fresh message, a bounded number of times, where a redelivered message would retr
 - a pool process dies (out of memory, SIGKILL): the parent sees it at once (Celery reports a
   `WorkerLostError`, in the parent, through `task_failure`) and requeues the job that process
   held (`workers.holds`), counting the attempt; the message says why it died;
-- the whole worker dies: its heartbeats stop and the API's sweep requeues the job after
-  `stale_after` (16 s by default, swept every 4 s);
+- the whole worker dies: its heartbeats stop and the API's recovery requeues the job after
+  `stale_after` (16 s by default, checked every 4 s: `service.recovery`);
 - it stops cleanly (SIGTERM): the job is handed back at the next epoch boundary.
 
 So the broker's own redelivery is never needed, and with Redis it is harmful: a dead worker's
@@ -22,7 +22,7 @@ therefore acknowledged as a pool process starts the task (`task_acks_late=False`
 `worker_disable_prefetch` keeps a busy worker from reserving the next message meanwhile, which
 early acks would otherwise allow (it would sit unacknowledged in the busy worker while idle
 workers wait). A worker that dies between reserving and starting a message (milliseconds) leaves
-a queued job without a message, which the sweep's count sends again (`redispatch_lost`).
+a queued job without a message, which recovery's count sends again (`redispatch_lost`).
 Elsewhere acks stay late: the embedded broker keeps unacknowledged messages in the worker's
 memory, RabbitMQ returns them when the connection drops, and neither can stop prefetching.
 """
@@ -99,7 +99,7 @@ _oom_kills: int | None = None  # the cgroup's count of out-of-memory kills, last
 
 
 @task_failure.connect
-def _requeue_lost_jobs(
+def requeue_lost_jobs(
     sender: Any = None, exception: BaseException | None = None, args: Any = None, **_: Any
 ) -> None:
     """In the parent, as soon as a pool process running a task is gone: requeue the job it held
@@ -107,7 +107,7 @@ def _requeue_lost_jobs(
     the child's to record; this sees only the process' death."""
     if not isinstance(exception, WorkerLostError | TimeLimitExceeded):
         return
-    from service import leases
+    from service import recovery
     from service.core.db import get_engine, session_scope
 
     cause = _cause_of_death(exception)
@@ -116,11 +116,11 @@ def _requeue_lost_jobs(
         lost = holds.lost()
         with session_scope() as session:
             for job_id in lost:
-                leases.requeue_lost(session, job_id, node, cause)
+                recovery.requeue_lost(session, job_id, node, cause)
             if not lost and args:  # it died before claiming: its message is gone
-                leases.resend_unclaimed(session, str(args[0]))
+                recovery.resend_unclaimed(session, str(args[0]))
         get_engine().dispose()  # the next pool process must not share this connection
-    except Exception:  # the sweep recovers the job later
+    except Exception:  # recovery finds the job later, once its heartbeat is stale
         log.exception("could not requeue the job of a pool process that %s", cause)
 
 
@@ -147,19 +147,19 @@ def _cause_of_death(exception: BaseException) -> str:
 @worker_ready.connect
 def _recover_orphans(sender: Any = None, **_: Any) -> None:
     """Jobs left `running` under this node name by its previous run lost their process: queue them
-    again (or fail those out of attempts), and sweep once, as the API does."""
-    from service import leases
+    again (or fail those out of attempts), and recover silent jobs once, as the API does."""
+    from service import recovery
     from service.core.db import get_engine, session_scope
 
     with session_scope() as session:
-        orphans = leases.requeue_orphans(session, str(sender.hostname))
+        orphans = recovery.requeue_orphans(session, str(sender.hostname))
     with session_scope() as session:
-        swept = leases.sweep(session)
+        recovered = recovery.recover_silent(session)
     get_engine().dispose()  # children must not share the parent's connections
     if orphans:
         log.warning("jobs this worker ran before it stopped: %s", orphans)
-    if swept:
-        log.warning("recovered jobs: %s", swept)
+    if recovered:
+        log.warning("recovered jobs: %s", recovered)
 
 
 @worker_shutting_down.connect

@@ -101,7 +101,7 @@ class Diagnostics(keras.callbacks.Callback):
                 activations = probe_model(x, training=False)
                 loss = tf.reduce_mean(self.loss(y, activations[-1]))
             norms = [tf.norm(gradient) for gradient in tape.gradient(loss, kernels)]
-            shares = [_unit_share(a, kind) for a, kind in zip(activations, kinds, strict=True)]
+            shares = [unit_share(a, kind) for a, kind in zip(activations, kinds, strict=True)]
             return tf.stack(norms + shares)
 
         self._probe = probe
@@ -128,7 +128,7 @@ class Diagnostics(keras.callbacks.Callback):
             self._written = True
 
 
-def _unit_share(activation: tf.Tensor, kind: str | None) -> tf.Tensor:
+def unit_share(activation: tf.Tensor, kind: str | None) -> tf.Tensor:
     """The share of the layer's units (last axis) that are dead / saturated; -1 where neither
     applies."""
     axes = list(range(len(activation.shape) - 1))

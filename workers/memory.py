@@ -16,11 +16,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from service import leases
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.orm import JobStatus
 from service.leases import Attempt
+from workers import attempts
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Watchdog(threading.Thread):
         log.error("job %s: %s", self.attempt.job_id, error)
         try:
             with session_scope() as session:
-                leases.end(session, self.attempt, JobStatus.failed, error)
+                attempts.end(session, self.attempt, JobStatus.failed, error)
         finally:
             self.end_process()
 

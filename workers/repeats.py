@@ -1,5 +1,6 @@
 """One part of a repeated job (`service.experiments.repeats`): its repeats, one after another,
-each a fresh model on its own split (the repeat's seed), evaluated on its test rows and recorded.
+each a fresh model on its own split (the repeat's seed) through the pipeline (`workers.pipeline`),
+evaluated on its test rows and recorded.
 
 A part that is handed back or requeued skips the repeats it already recorded; the repeat it was
 training starts again from scratch (repeats are short, so they keep no checkpoints). The part's
@@ -12,6 +13,7 @@ from typing import Any
 
 import keras
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from service import leases
 from service.core import storage
@@ -19,10 +21,9 @@ from service.core.db import session_scope
 from service.core.errors import DendriteError
 from service.core.orm import Dataset, Job, JobRepeat, JobStatus, utcnow
 from service.leases import Attempt
-from service.ml import builder
-from service.schemas import JobCreate
-from workers import training
-from workers.callbacks import EpochRecorder, Stop
+from service.schemas.jobs import JobCreate
+from workers import attempts, pipeline
+from workers.callbacks import Stop
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ def train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) ->
         raise DendriteError(f"job {attempt.job_id} has repeats but is not a part of a repeated job")
     for repeat in todo:
         if stop.reason is not None:
-            raise training._Stopped(stop.reason)
+            raise pipeline.Stopped(stop.reason)
         _repeat(attempt, parent_id, repeat, request, dataset, stop)
     with session_scope() as session:
-        if not leases.end(session, attempt, JobStatus.succeeded):
+        if not attempts.end(session, attempt, JobStatus.succeeded):
             log.warning("part %s: another attempt holds it now", attempt.job_id)
 
 
@@ -53,65 +54,34 @@ def _repeat(
     started = time.perf_counter()
     seeded = request.model_copy(deep=True)
     seeded.training.seed = repeat.seed
+    seeded.training.diagnostics = False  # a repeat keeps its metrics only
     keras.backend.clear_session()  # the previous repeat's graph and layer names go
-    keras.utils.set_random_seed(repeat.seed)
-    plan, prepared = training._prepare(seeded, dataset)
-    try:
-        model = builder.build(seeded.network, plan, prepared.normalization)
-    except ValueError as error:
-        raise DendriteError(f"the network cannot be built: {error}") from None
-    settings = seeded.training
-    steps = max(1, -(-len(prepared.train) // settings.batch_size))
-    builder.compile_model(model, plan, settings.optimizer, steps_per_execution=min(steps, 32))
-    with session_scope() as session:  # the part's history shows the repeat in progress
-        if not leases.rewind(session, attempt, 0):
-            raise training._Stopped("lost")
+
+    def running(session: Session) -> None:  # the part's history shows the repeat in progress
         session.execute(
             update(JobRepeat).where(JobRepeat.id == repeat.id).values(status=JobStatus.running)
         )
-    recorder = EpochRecorder(attempt, stop, plan.epochs)
-    callbacks: list[keras.callbacks.Callback] = [recorder]
-    callbacks += training.early_stopping(settings)
-    batch_size = settings.batch_size
-    validation = prepared.validation
-    fitted = model.fit(
-        training._batches(plan, prepared.train, batch_size, repeat.seed),
-        validation_data=training._batches(plan, validation, batch_size) if validation else None,
-        epochs=plan.epochs,
-        shuffle=False,
-        verbose=0,
-        callbacks=callbacks,
-    )
-    if recorder.stopped_for is not None:
-        raise training._Stopped(recorder.stopped_for)
-    if stop.reason in ("lost", "cancelled"):
-        raise training._Stopped(stop.reason)
-    assert (
-        prepared.test is not None
-    )  # service.experiments.repeats.check: a repeated job has a test set
-    evaluated = model.evaluate(
-        training._batches(plan, prepared.test, batch_size), verbose=0, return_dict=True
-    )
-    test_metrics = {name: float(value) for name, value in evaluated.items()}
-    last = {name: float(values[-1]) for name, values in fitted.history.items() if values}
+
+    trained = pipeline.train(attempt, seeded, dataset, stop, starting=running)
+    # service.experiments.repeats.check: a repeated job has a test set
+    assert trained.test_metrics is not None
+    history = trained.history.history
     result = {
         "status": JobStatus.succeeded,
-        "epochs": len(fitted.epoch),
-        "metrics": last,
-        "test_metrics": test_metrics,
+        "epochs": len(trained.history.epoch),
+        "metrics": {name: float(values[-1]) for name, values in history.items() if values},
+        "test_metrics": trained.test_metrics,
         "seconds": time.perf_counter() - started,
         "finished_at": utcnow(),
     }
     # Repeat 0's model is the job's: it serves the job's predictions.
-    saved = None
-    if repeat.index == 0:
-        saved = training.stored_model(model, plan, prepared, test_metrics)
+    saved = pipeline.save(trained) if repeat.index == 0 else None
     with session_scope() as session:
         if not leases.touch(session, attempt):
             session.rollback()
             if saved is not None:
                 storage.delete(saved.storage_key)
-            raise training._Stopped("lost")
+            raise pipeline.Stopped("lost")
         session.execute(update(JobRepeat).where(JobRepeat.id == repeat.id).values(**result))
         if saved is not None:
             saved.job_id = parent_id

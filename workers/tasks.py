@@ -1,4 +1,4 @@
-"""The training task: thin, takes a job id; the pipeline lives in `workers.training`."""
+"""The training task: thin, takes a job id; the attempt runs in `workers.training`."""
 
 from typing import Any
 

@@ -16,7 +16,7 @@ from service import keys
 from service.core.config import get_settings
 from service.core.db import get_sessionmaker, session_scope
 from service.keys import Principal
-from service.schemas import ErrorBody
+from service.schemas.common import ErrorBody
 
 
 @lru_cache
@@ -26,6 +26,8 @@ def _session_ends() -> anyio.CapacityLimiter:
 
 async def get_session() -> AsyncIterator[Session]:
     """One unit of work per request: commit when the handler returns, roll back if it raises.
+    The session comes from the one factory, so the work its use cases queued with
+    `service.core.after_commit` runs on that commit (or that rollback).
 
     A handler on a `UnitOfWorkRoute` has already committed or rolled back on its own thread (see
     there); what is left here is closing, and the commit of any other handler.
@@ -56,7 +58,7 @@ class UnitOfWorkRoute(APIRoute):
     first INSERT until it ends. Ended later, after the handler returns, it held the turn while
     FastAPI validated the response on a thread from the same pool (40 threads) where other handlers
     waited for that turn: with 40 such waiters, nothing moved until the 30 s timeout ("database
-    is locked", found by tests/e2e/test_load.py). Ended on the handler's thread, a turn never
+    is locked", found by tests/behaviour/test_load.py). Ended on the handler's thread, a turn never
     waits for a thread.
     """
 

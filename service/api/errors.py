@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from service.core.errors import INSUFFICIENT_STORAGE_DETAIL, DendriteError, out_of_space
-from service.schemas import ErrorBody
+from service.schemas.common import ErrorBody
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         description="Redis visibility timeout: above the job time limit plus its grace period.",
     )
     # A whole worker that dies is noticed within stale_after + a sweep (stale_after / 4): about
-    # 20 s. A heartbeat is one UPDATE of the job's row; see the README for what it costs.
+    # 20 s. A heartbeat is one UPDATE of the job's row; docs/security.md says what it costs.
     heartbeat_interval: float = Field(
         default=4.0, gt=0, description="Seconds between job heartbeats."
     )
@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     max_active_jobs_per_owner: int = Field(
         default=20, ge=1, description="Queued + running jobs one owner may have; more get a 429."
     )
-    # Limits on what one request may ask for (see the README's settings table).
+    # Limits on what one request may ask for (the table in docs/security.md).
     max_rows: int = Field(default=10_000_000, ge=1, description="Rows an uploaded table may have.")
     max_columns: int = Field(
         default=1_000,

@@ -1,4 +1,4 @@
-"""The engine and session factory.
+"""The engine and the session factory (with its after-commit queue, `service.core.after_commit`).
 
 SQLite gets WAL and a busy timeout so the API and the worker can share it.
 """
@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
-from service.core import filemodes, sqlite_writes
+from service.core import after_commit, filemodes, sqlite_writes
 from service.core.config import get_settings
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 filemodes.tighten_existing(Path(f"{database}{companion}"))
         # A pool that never makes a request wait for a connection: one waiting for a pooled
         # connection once starved the one holding the write lock until busy_timeout ("database
-        # is locked"; tests/e2e/test_load.py). But a pool, not a fresh connection per session:
+        # is locked"; tests/behaviour/test_load.py). But a pool, not a fresh connection per session:
         # closing the last connection to a WAL database checkpoints it and deletes its WAL file,
         # and without an idle connection held open every transaction paid that (1.1 ms against
         # 0.09 ms; 4.5 ms for each epoch's write in a worker).
@@ -79,12 +79,16 @@ def get_engine() -> Engine:
 
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+    """The one session factory: its sessions run the work queued with `after_commit.after_commit`
+    once they commit, and `after_commit.on_rollback`'s if they do not."""
+    factory = sessionmaker(bind=get_engine(), expire_on_commit=False)
+    after_commit.install(factory)
+    return factory
 
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error."""
+    """One unit of work: commit on success (then its after-commit work runs), roll back on error."""
     session = get_sessionmaker()()
     try:
         yield session

@@ -7,21 +7,22 @@ Fair share: a broker queue is first in, first out, so one owner's backlog would 
 owner's job behind it. Messages are therefore tokens: one is sent per queued job, but the worker
 that takes one claims the fairest queued job of that queue (`fairest`), which may be another
 owner's. The counts still match (one message per queued job, at most one claim per message), so
-a lost message is found by counting (`service.leases.redispatch_lost`).
+a lost message is found by counting (`service.recovery.redispatch_lost`).
 """
 
 import logging
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from celery import Celery
 from kombu import Exchange
 from kombu import Queue as BrokerQueue
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.core import broker, filemodes
+from service.core.after_commit import after_commit
 from service.core.config import Settings, get_settings
 from service.core.orm import Job, JobStatus, utcnow
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 TRAINING_TASK = "training.run_job"
 QUEUES = {"auto": "training", "cpu": "training", "gpu": "training-gpu"}
-_PENDING = "dendrite_pending_jobs"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -69,14 +69,14 @@ def celery() -> Celery:
 
 def enqueue_training(session: Session, job_id: str, device: str) -> None:
     """Send the job to its queue once the session's transaction commits (never before), and
-    record when: a queued job the broker then loses is sent again (`service.leases`)."""
+    record when: a queued job the broker then loses is sent again (`service.recovery`)."""
     session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
-    session.info.setdefault(_PENDING, []).append((job_id, device))
+    after_commit(session, partial(send_now, job_id, device))
 
 
 def send_now(job_id: str, device: str) -> bool:
     """Send the training task for a job whose state is already committed; False if the broker
-    refused it (the job stays queued, and the sweep sends it again)."""
+    refused it (the job stays queued, and recovery sends it again)."""
     try:
         celery().send_task(TRAINING_TASK, args=[job_id], queue=QUEUES[device])
     except Exception:  # any broker failure: the database still has the job
@@ -148,17 +148,6 @@ def waiting(queue: str, timeout: float = 2.0) -> int:
         bound = entity(connection.default_channel)
         bound.declare()
         return int(bound.queue_declare().message_count)
-
-
-@event.listens_for(Session, "after_commit")
-def _send_pending(session: Session) -> None:
-    for job_id, device in session.info.pop(_PENDING, []):
-        send_now(job_id, device)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 def broker_reachable(timeout: float = 2.0) -> bool:

@@ -1,13 +1,12 @@
 """Fair turns for SQLite writers (embedded mode).
 
-SQLite has one write lock, and a writer that finds it taken polls with growing sleeps (up to
-100 ms). Under a steady stream of writers the newest ones, still polling every millisecond or
-two, keep winning, and a writer that has waited longest can wait past busy_timeout: "database is
-locked" (seen with 50 clients uploading while 2 jobs train, tests/e2e/test_load.py). So writers
-queue before they touch the lock: threads of one process on a lock, processes (API, workers) on
-an advisory file lock polled at a steady pace. A transaction takes its
-turn at its first INSERT, UPDATE or DELETE and gives it back at commit or rollback.
-"""
+SQLite has one write lock, and a writer that finds it taken polls with growing sleeps (up to 100
+ms). Under a steady stream of writers the newest ones, still polling every millisecond or two, keep
+winning, and a writer that has waited longest can wait past busy_timeout: "database is locked" (seen
+with 50 clients uploading while 2 jobs train, tests/behaviour/test_load.py). So writers queue before
+they touch the lock: threads of one process on a lock, processes (API, workers) on an advisory file
+lock polled at a steady pace. A transaction takes its turn at its first INSERT, UPDATE or DELETE and
+gives it back at commit or rollback."""
 
 import fcntl
 import os

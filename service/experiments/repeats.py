@@ -4,9 +4,11 @@ A repeated job's own row is never run. At submit it fans out into parts: at most
 `DENDRITE_REPEAT_TASKS` ordinary jobs (`parent_id` = the job), each training its share of the
 repeats one after another in one worker process, so the repeats run in parallel across workers
 without paying a process start (TensorFlow import included) each. A part is a job like any other
-for claims, heartbeats, cancellation and recovery (`service.leases`); a requeued part skips the
-repeats it already finished. The job follows its parts (`sync`): running once one runs, and
-succeeded, failed or cancelled once all have ended.
+for claims, heartbeats, cancellation (`service.leases`) and recovery (`service.recovery`); a
+requeued part skips the repeats it already finished. The job follows its parts (`sync`): running
+once one runs, and succeeded, failed or cancelled once all have ended. The lease does not know
+about repeats: whoever changes a part's status calls `settle` (the worker as it claims and ends a
+part, recovery as it ends one, `service.jobs.cancel`), and `settle_stuck` catches any it missed.
 
 Repeat i trains with its own seed (`seed_for`): repeat 0 with the job's seed (it is exactly the
 job without repeats), the others with seeds derived from it. Repeat 0's model is the job's model
@@ -33,14 +35,8 @@ from service.core.orm import (
     JobStatus,
     utcnow,
 )
-from service.schemas import (
-    JobCreate,
-    MetricAggregate,
-    Progress,
-    RepeatRead,
-    RepeatsRead,
-    RepeatsSummary,
-)
+from service.schemas.jobs import JobCreate, Progress
+from service.schemas.repeats import MetricAggregate, RepeatRead, RepeatsRead, RepeatsSummary
 
 
 def seed_for(seed: int, index: int) -> int:
@@ -105,7 +101,8 @@ def fan_out(session: Session, job: Job) -> None:
 
 
 def settle(session: Session, job_id: str) -> None:
-    """After a job's status changed: if it is a part of a repeated job, that job follows."""
+    """After a job's status changed (claimed, ended, cancelled): if it is a part of a repeated
+    job, that job follows. A no-op for any other job."""
     parent_id = session.scalar(select(Job.parent_id).where(Job.id == job_id))
     if parent_id is not None:
         sync(session, parent_id)

@@ -24,7 +24,8 @@ from service.core.errors import Conflict, InvalidInput, NotFound, TooManyRequest
 from service.core.orm import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus, Sweep
 from service.experiments import repeats
 from service.keys import Principal
-from service.schemas import JobCreate, Range, SweepCreate, SweepRead, TrialRead
+from service.schemas.jobs import JobCreate
+from service.schemas.sweeps import Range, SweepCreate, SweepRead, TrialRead
 
 RANDOM_TRIALS = 10  # random search without max_trials
 _STEP = re.compile(r"([a-z_][a-z0-9_]*)((?:\[(?:\*|\d+)\])*)")

@@ -18,15 +18,14 @@ import pandas as pd
 
 from service.core import errors
 from service.formats import tabular
+from service.formats.limits import Limits
 
 CHUNK_ROWS = 100_000
 # Smaller files are read whole: faster, and their size is no concern.
 STREAM_ABOVE_BYTES = 32 << 20
 
 
-def describe_file(
-    path: Path, file_format: str, limits: tabular.Limits
-) -> tuple[int, list[tabular.Column]]:
+def describe_file(path: Path, file_format: str, limits: Limits) -> tuple[int, list[tabular.Column]]:
     """Rows and column descriptions of an upload; large CSVs in chunks."""
     if file_format == "csv" and path.stat().st_size > STREAM_ABOVE_BYTES:
         return describe_csv(path, limits)
@@ -34,25 +33,14 @@ def describe_file(
     return len(frame), tabular.describe(frame)
 
 
-def _options(names: list[str]) -> dict[str, object]:
-    # As tabular._read_csv reads a whole table.
-    return {
-        "header": 0,
-        "names": names,
-        "index_col": False,
-        "skipinitialspace": True,
-        "encoding": "utf-8",
-    }
-
-
-def describe_csv(path: Path, limits: tabular.Limits) -> tuple[int, list[tabular.Column]]:
+def describe_csv(path: Path, limits: Limits) -> tuple[int, list[tabular.Column]]:
     try:
         with path.open(encoding="utf-8-sig", newline="") as file:
             header = next((row for row in csv.reader(file) if row), None)
         if header is None:
             raise errors.InvalidInput("the CSV has no header row", field="file")
         limits.check_columns(len(header))
-        names = tabular._column_names(header)
+        names = tabular.column_names(header)
         with tempfile.TemporaryDirectory(prefix="dendrite-csv-") as scratch:
             rows, spilled = _spill(path, names, limits, Path(scratch))
             if rows == 0:
@@ -64,7 +52,7 @@ def describe_csv(path: Path, limits: tabular.Limits) -> tuple[int, list[tabular.
                 for index in range(len(names))
             ]
     except UnicodeDecodeError:
-        raise tabular._not_utf8(path) from None
+        raise tabular.not_utf8_error(path) from None
     except pd.errors.ParserWarning:
         detail = "row 1 has more values than the header has column names"
         raise errors.InvalidInput(detail, field="file") from None
@@ -79,14 +67,14 @@ Spilled = list[tuple[Path, np.dtype[np.generic]]]
 
 
 def _spill(
-    path: Path, names: list[str], limits: tabular.Limits, scratch: Path
+    path: Path, names: list[str], limits: Limits, scratch: Path
 ) -> tuple[int, dict[int, Spilled]]:
     """Rows, and for each column numeric in every chunk, the files its chunks were saved to."""
     spilled: dict[int, Spilled] = {index: [] for index in range(len(names))}
     rows = 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        reader = pd.read_csv(path, chunksize=CHUNK_ROWS, **_options(names))
+        reader = pd.read_csv(path, chunksize=CHUNK_ROWS, **tabular.csv_options(names))
         with reader:
             for chunk in reader:
                 rows += len(chunk)
@@ -116,7 +104,8 @@ def _describe(
     if files is None:  # text, booleans or mixed in some chunk: this column alone, whole
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, usecols=[index], low_memory=False, **_options(names))
+            options = tabular.csv_options(names)
+            frame = pd.read_csv(path, usecols=[index], low_memory=False, **options)
         values = frame.iloc[:, 0]
         del frame
     else:
@@ -129,15 +118,16 @@ def _describe(
             start += len(part)
             file.unlink()
         values = pd.Series(column, name=name)
-    values = tabular._column(name, values, True, False)  # the checks and dtype of a small upload
+    # The checks and dtype of a small upload.
+    values = tabular.typed_column(name, values, True, False)
     if files is not None and column.dtype == np.float64 and not values.isna().any():
         del values
         return _describe_floats(name, column)
-    return tabular._describe_column(name, values)
+    return tabular.describe_column(name, values)
 
 
 def _describe_floats(name: str, values: np.ndarray) -> tabular.Column:
-    """`tabular._describe_column` of a float column without missing values, to the bit, with one
+    """`tabular.describe_column` of a float column without missing values, to the bit, with one
     temporary column where pandas makes three: its two-pass variance (mean, then the sum of
     squared deviations) computed in place, then the distinct values counted on the sorted
     column (the column is this function's own)."""

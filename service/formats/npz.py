@@ -14,7 +14,8 @@ from typing import IO, Any
 import numpy as np
 
 from service.core import errors
-from service.formats.tabular import MAX_VALUES, Array, Column, Limits, finite_float
+from service.formats.limits import Limits
+from service.formats.tabular import MAX_VALUES, Array, Column, finite_float
 
 NPZ_KEYS = "'x' and 'y', or 'x_train' and 'y_train' (optionally with 'x_test' and 'y_test')"
 _CHUNK = 1 << 20

@@ -7,21 +7,19 @@ gigabytes.
 """
 
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from service.core import errors
-
-if TYPE_CHECKING:  # tabular reads Parquet through this module
-    from service.formats.tabular import Limits
+from service.formats.limits import Limits
 
 BATCH_ROWS = 1 << 16
 
 
-def read_table(path: Path | IO[bytes], nrows: int | None, limits: "Limits | None") -> pa.Table:
+def read_table(path: Path | IO[bytes], nrows: int | None, limits: Limits | None) -> pa.Table:
     """The file (or its first `nrows` rows) as an Arrow table with the file's own schema."""
     schema = pq.read_schema(path)
     text = [field.name for field in schema if _is_text(field.type)]
@@ -54,7 +52,7 @@ def _file_size(path: Path | IO[bytes]) -> int:
     return size
 
 
-def _check_footer(file: pq.ParquetFile, limits: "Limits", file_size: int) -> None:
+def _check_footer(file: pq.ParquetFile, limits: Limits, file_size: int) -> None:
     metadata, schema = file.metadata, file.schema_arrow
     limits.check_columns(len(schema))
     for field in schema:

@@ -8,7 +8,6 @@ import csv
 import math
 import warnings
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 
 from service.core import errors
 from service.formats import parquet
+from service.formats.limits import Limits
 
 # pandas' default missing-value markers, matched again after stripping ("NA " escapes pandas).
 NA_TOKENS = (
@@ -28,61 +28,10 @@ NA_TOKENS = (
 # pandas' default text dtype, named: astype("str") would turn None (from Parquet) into "None".
 TEXT = pd.StringDtype(na_value=np.nan)
 MAX_VALUES = 100
-# Below this decompressed size a file's compression ratio is not checked (see Limits.check_ratio).
-RATIO_GRACE_BYTES = 8 << 20
 _CHUNK = 1 << 20
 
 Column = dict[str, Any]
 Array = npt.NDArray[Any]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an upload may hold, checked before its data is read whole. Only uploads are checked:
-    a dataset once accepted stays readable for training if the limits are lowered later."""
-
-    rows: int
-    columns: int
-    decompressed_bytes: int
-    # How many times its own size a compressed file may expand to (DENDRITE_MAX_COMPRESSION_RATIO).
-    compression_ratio: float = math.inf
-
-    def too_many_rows(self, count: str, what: str = "rows") -> errors.InvalidInput:
-        return errors.InvalidInput(
-            f"the file has {count} {what}; at most {self.rows:,} are accepted (setting "
-            "DENDRITE_MAX_ROWS): upload a sample of the rows",
-            field="file",
-        )
-
-    def check_columns(self, count: int) -> None:
-        if count > self.columns:
-            raise errors.InvalidInput(
-                f"the file has {count:,} columns; at most {self.columns:,} are accepted (setting "
-                "DENDRITE_MAX_COLUMNS): each feature column becomes an input of the model",
-                field="file",
-            )
-
-    def check_ratio(self, file_format: str, decompressed: int, stored: int) -> None:
-        """Refuse a file that expands to more than `compression_ratio` times its size. Files that
-        expand to at most RATIO_GRACE_BYTES are not checked: tiny ones can compress very well."""
-        if decompressed <= RATIO_GRACE_BYTES or decompressed <= self.compression_ratio * stored:
-            return
-        raise errors.PayloadTooLarge(
-            f"the {file_format} file expands from {stored:,} bytes to {decompressed:,} bytes "
-            f"once decompressed, {decompressed / max(stored, 1):,.0f} times its size; at most "
-            f"{self.compression_ratio:g} times is accepted (setting "
-            "DENDRITE_MAX_COMPRESSION_RATIO): real data compresses far less, so this looks like "
-            "a decompression bomb; if the data is genuine, upload it uncompressed (as CSV, or "
-            "NPZ written with numpy.savez)",
-            field="file",
-        )
-
-    def too_large(self, what: str, size: int) -> errors.PayloadTooLarge:
-        return errors.PayloadTooLarge(
-            f"{what} {size:,} bytes once decompressed; at most {self.decompressed_bytes:,} are "
-            "accepted (setting DENDRITE_MAX_DECOMPRESSED_BYTES)",
-            field="file",
-        )
 
 
 def read_table(
@@ -106,7 +55,7 @@ def read_table(
     if nrows is None and frame.empty:
         raise errors.InvalidInput("the file has column names but no data rows", field="file")
     for name in frame.columns:
-        frame[name] = _column(name, frame[name], file_format == "csv", name in text_columns)
+        frame[name] = typed_column(name, frame[name], file_format == "csv", name in text_columns)
     return frame
 
 
@@ -126,20 +75,16 @@ def _read_csv(
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 path,
-                header=0,
-                names=_column_names(header),
-                index_col=False,
-                skipinitialspace=True,
                 dtype=dict.fromkeys(text_columns, "str"),
                 nrows=nrows,
-                encoding="utf-8",
                 low_memory=False,
+                **csv_options(column_names(header)),
             )
         if limits is not None and len(frame) > limits.rows:
             raise limits.too_many_rows(f"more than {limits.rows:,}")
         return frame
     except UnicodeDecodeError:
-        raise _not_utf8(path) from None
+        raise not_utf8_error(path) from None
     except pd.errors.ParserWarning:
         detail = "row 1 has more values than the header has column names"
         raise errors.InvalidInput(detail, field="file") from None
@@ -148,7 +93,19 @@ def _read_csv(
         raise errors.InvalidInput(f"the CSV could not be parsed: {reason}", field="file") from None
 
 
-def _not_utf8(path: Path) -> errors.InvalidInput:
+def csv_options(names: list[str]) -> dict[str, Any]:
+    """The `pandas.read_csv` arguments of every CSV read: whole, in chunks or column by column."""
+    return {
+        "header": 0,
+        "names": names,
+        "index_col": False,
+        "skipinitialspace": True,
+        "encoding": "utf-8",
+    }
+
+
+def not_utf8_error(path: Path) -> errors.InvalidInput:
+    """The error for a CSV that is not UTF-8, naming the line of its first bad byte."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     with path.open("rb") as file:
@@ -176,11 +133,12 @@ def _read_parquet(path: Path | IO[bytes], nrows: int | None, limits: Limits | No
         ) from None
     # A named index (DataFrame.to_parquet of an indexed frame) is data; a default one is not.
     frame = frame.reset_index(drop=frame.index.names == [None])
-    frame.columns = _column_names(frame.columns)
+    frame.columns = column_names(frame.columns)
     return frame
 
 
-def _column_names(header: Iterable[object]) -> list[str]:
+def column_names(header: Iterable[object]) -> list[str]:
+    """A header's column names, stripped; an empty or repeated name is refused."""
     names: dict[str, None] = {}
     for number, raw in enumerate(header, start=1):
         name = str(raw).strip()
@@ -197,7 +155,10 @@ def _column_names(header: Iterable[object]) -> list[str]:
     return list(names)
 
 
-def _column(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.Series:
+def typed_column(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.Series:
+    """A column as read, as float, integer, boolean or string values; infinities and numbers
+    mixed with text are refused. `text_na`: pandas' missing-value markers (NA_TOKENS) in text
+    mean missing, as in a CSV; `keep_text`: text stays text even where it reads as numbers."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(object)
     dtype = values.dtype
@@ -216,7 +177,7 @@ def _column(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.
         if kind == "boolean":
             return _boolean(values)
         if kind in ("empty", "integer", "floating", "mixed-integer-float", "decimal"):
-            return _column(name, pd.to_numeric(values).astype("float64"), text_na, keep_text)
+            return typed_column(name, pd.to_numeric(values).astype("float64"), text_na, keep_text)
     raise errors.InvalidInput(
         f"column '{name}' holds {kind} values ({dtype}), which cannot be trained on; "
         "store them as numbers or text",
@@ -254,7 +215,7 @@ def _text(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.Se
         return _boolean(text.str.lower().map({"true": True, "false": False}))
     is_text = pd.to_numeric(distinct, errors="coerce").isna().to_numpy()
     if not is_text.any():
-        return _column(name, pd.to_numeric(text), text_na, keep_text)
+        return typed_column(name, pd.to_numeric(text), text_na, keep_text)
     text_count = int(counts.to_numpy()[is_text].sum())
     if text_count >= counts.sum() / 2:
         return text
@@ -269,7 +230,7 @@ def _text(name: str, values: pd.Series, text_na: bool, keep_text: bool) -> pd.Se
 
 def describe(frame: pd.DataFrame) -> list[Column]:
     """Per column: dtype, missing and distinct counts, numeric statistics or value counts."""
-    return [_describe_column(str(name), values) for name, values in frame.items()]
+    return [describe_column(str(name), values) for name, values in frame.items()]
 
 
 def dtype_name(dtype: Any) -> str:
@@ -280,7 +241,8 @@ def dtype_name(dtype: Any) -> str:
     return "float" if pd.api.types.is_float_dtype(dtype) else "string"
 
 
-def _describe_column(name: str, values: pd.Series) -> Column:
+def describe_column(name: str, values: pd.Series) -> Column:
+    """One column's dtype, missing and distinct counts, numeric statistics or value counts."""
     dtype = dtype_name(values.dtype)
     column: Column = {"name": name, "dtype": dtype, "missing": int(values.isna().sum())}
     column["distinct"] = int(values.nunique())

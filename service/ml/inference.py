@@ -18,11 +18,11 @@ from service.core.errors import InvalidInput
 from service.ml import artifacts, builder
 
 _lock = threading.Lock()
-_cache: "LRUCache[str, _Served] | None" = None
+_cache: "LRUCache[str, Served] | None" = None
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class _Served:
+class Served:
     """A loaded model and its forward pass as TensorFlow concrete functions, one per input
     signature (dtypes and shapes past the batch axis). Calling one skips what `predict_on_batch`
     does on every call (tracing-type dispatch, the predict step's data handling): half of a
@@ -32,7 +32,7 @@ class _Served:
         import tensorflow as tf
 
         self.model = model
-        self._functions: dict[tuple[Any, ...], Any] = {}
+        self.functions: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         self._forward = tf.function(self._call, autograph=False, reduce_retracing=True)
 
@@ -45,31 +45,32 @@ class _Served:
         tensors = tf.nest.map_structure(tf.convert_to_tensor, inputs)
         named = sorted(tensors.items()) if isinstance(tensors, dict) else [("", tensors)]
         signature = tuple((name, t.dtype.name, tuple(t.shape[1:])) for name, t in named)
-        function = self._functions.get(signature)
+        function = self.functions.get(signature)
         if function is None:
             specs = tf.nest.map_structure(
                 lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), tensors
             )
             with self._lock:
-                function = self._functions.get(signature)
+                function = self.functions.get(signature)
                 if function is None:
                     function = self._forward.get_concrete_function(specs)
-                    self._functions[signature] = function
+                    self.functions[signature] = function
         return np.asarray(function(tensors))
 
 
-def _served(storage_key: str) -> _Served:
+def served(storage_key: str) -> Served:
+    """The model from the cache, loaded on first use."""
     global _cache
     with _lock:
         if _cache is None:
             _cache = LRUCache(maxsize=get_settings().prediction_cache_size)
-        served = _cache.get(storage_key)
-    if served is None:
+        entry = _cache.get(storage_key)
+    if entry is None:
         with storage.local_file(storage_key) as path:  # a temporary copy from a remote store
-            served = _Served(artifacts.load(path))
+            entry = Served(artifacts.load(path))
         with _lock:
-            _cache[storage_key] = served
-    return served
+            _cache[storage_key] = entry
+    return entry
 
 
 def predict(
@@ -78,8 +79,8 @@ def predict(
     if input_schema["kind"] == "array":
         inputs: Any = _array_inputs(input_schema, instances)
     else:
-        inputs = _tabular_inputs(input_schema, instances)
-    raw = _served(storage_key).predict(builder.model_inputs(inputs))
+        inputs = tabular_inputs(input_schema, instances)
+    raw = served(storage_key).predict(builder.model_inputs(inputs))
     labels = outputs.get("labels")
     if labels is not None:
         return [
@@ -95,12 +96,14 @@ def predict(
     return [{t: float(v) for t, v in zip(targets, row, strict=True)} for row in raw]
 
 
-def _tabular_inputs(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
-    fast = _tabular_inputs_fast(schema, instances)
-    return fast if fast is not None else _tabular_inputs_checked(schema, instances)
+def tabular_inputs(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
+    """Rows of {feature: raw value} as the model's inputs by input name: column by column where
+    every value is plainly valid, else row by row, each value checked."""
+    fast = tabular_inputs_fast(schema, instances)
+    return fast if fast is not None else tabular_inputs_checked(schema, instances)
 
 
-def _tabular_inputs_fast(
+def tabular_inputs_fast(
     schema: dict[str, Any], instances: list[Any]
 ) -> dict[str, np.ndarray] | None:
     """The inputs, column by column, when every value is plainly valid; None when any value needs
@@ -132,7 +135,9 @@ def _tabular_inputs_fast(
     return inputs
 
 
-def _tabular_inputs_checked(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
+def tabular_inputs_checked(schema: dict[str, Any], instances: list[Any]) -> dict[str, np.ndarray]:
+    """The inputs, row by row: the first value that is missing without a fill, of the wrong type
+    or out of float32's range raises InvalidInput naming its row and feature."""
     columns: dict[str, list[Any]] = {f["input"]: [] for f in schema["features"]}
     for row_index, row in enumerate(instances):
         if not isinstance(row, dict):
@@ -212,11 +217,11 @@ def evict(storage_key: str) -> None:
 
 def loaded(storage_key: str) -> keras.Model:
     """The model from the cache, loaded on first use (for inspection: forward pass, weights)."""
-    return _served(storage_key).model
+    return served(storage_key).model
 
 
 def inputs(input_schema: dict[str, Any], instances: list[Any]) -> Any:
     """Rows checked and converted as `predict` takes them, in the form the model takes."""
     if input_schema["kind"] == "array":
         return _array_inputs(input_schema, instances)
-    return builder.model_inputs(_tabular_inputs(input_schema, instances))
+    return builder.model_inputs(tabular_inputs(input_schema, instances))

@@ -14,7 +14,8 @@ from service.core import orm
 from service.core.config import get_settings
 from service.core.errors import InvalidInput
 from service.ml import shapes
-from service.schemas import JobCreate, network
+from service.schemas import network
+from service.schemas.jobs import JobCreate
 
 MAX_CLASSES = 1000
 ARRAY_FEATURE = "x"

@@ -2,7 +2,7 @@
 HMAC-SHA256 under its owner's secret, and retried with exponential backoff.
 
 The outbox is the `webhook_delivery` row that `jobs.submit` writes with the job. It waits until
-the job row says the job ended, however it ended (a worker, the sweep, a cancel), then becomes
+the job row says the job ended, however it ended (a worker, recovery, a cancel), then becomes
 due. Every API process runs `deliver_due` in a loop; each POST is claimed first with one
 conditional UPDATE (the attempt number moves on only for the process that matched it), so
 replicas never send the same attempt twice. A process that dies mid-POST leaves its claim to
@@ -39,7 +39,7 @@ from service.core.orm import (
     utcnow,
 )
 from service.keys import Principal
-from service.schemas import WebhookAttemptRead, WebhookDeliveryRead
+from service.schemas.webhooks import WebhookAttemptRead, WebhookDeliveryRead
 from service.webhooks import keyring, network
 from service.webhooks.signing import OwnerSecret as OwnerSecret
 from service.webhooks.signing import encrypt_stored as encrypt_stored
@@ -383,8 +383,8 @@ async def deliver_due(client: httpx2.AsyncClient) -> int:
 
 
 async def deliver_forever() -> None:
-    """The loop each API process runs beside the sweep: it claims due deliveries every
-    DENDRITE_WEBHOOK_POLL_INTERVAL while earlier ones are still being sent."""
+    """The loop each API process runs beside recovery (`service.recovery`): it claims due
+    deliveries every DENDRITE_WEBHOOK_POLL_INTERVAL while earlier ones are still being sent."""
     try:
         if moved := await anyio.to_thread.run_sync(_encrypt_stored):
             log.info("encrypted %d stored webhook secrets", moved)

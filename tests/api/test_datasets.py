@@ -355,7 +355,7 @@ def test_upload_file_name_with_a_path_never_reaches_the_filesystem(
 def test_upload_when_the_disk_fills_returns_507_and_keeps_nothing(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The store's own write meets ENOSPC part way (tests/api/test_disk_full.py fills a real
+    # The store's own write meets ENOSPC part way (tests/behaviour/test_disk_full.py fills a real
     # filesystem, as root).
     def fills_up(chunks: Iterable[bytes]) -> Iterator[bytes]:
         for number, chunk in enumerate(chunks):

@@ -13,7 +13,7 @@ from service.core.config import Settings, get_settings
 from service.core.db import session_scope
 from service.core.orm import JobStatus
 from tests.api.conftest import Upload, assert_envelope, concrete_job
-from tests.webhook_receiver import Receiver, closed_port, receiving, verify
+from tests.webhooks.receiver import Receiver, closed_port, receiving, verify
 
 
 @pytest.fixture(autouse=True)

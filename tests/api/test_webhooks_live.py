@@ -23,7 +23,7 @@ from service.core.db import upgrade_database
 from service.schemas import examples
 from tests.conftest import DATA
 from tests.e2e.conftest import free_port
-from tests.webhook_receiver import Receiver, closed_port
+from tests.webhooks.receiver import Receiver, closed_port
 
 REFUSED = "refused: address not allowed"
 HUGE = 800 << 20

@@ -36,7 +36,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _env(**extra: str) -> dict[str, str]:
+def service_env(**extra: str) -> dict[str, str]:
+    """The environment for a service process a test starts: this one's without its DENDRITE_
+    settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DENDRITE_")}
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
@@ -111,7 +113,7 @@ class Service:
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("embedded")
     port = free_port()
-    env = _env(
+    env = service_env(
         DENDRITE_DATA_DIR=str(root / "data"),
         DENDRITE_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",  # test_live.py's receiver is on loopback
     )
@@ -189,7 +191,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
     started with the compose file's command; artifacts in S3 (moto's server, a fresh bucket)."""
     database_url = require_stack()
     root = tmp_path_factory.mktemp("stack")
-    env = _env(
+    env = service_env(
         DENDRITE_DATA_DIR=str(root / "data"),  # nothing lands there: see test_stack.py
         DENDRITE_DATABASE_URL=database_url,
         DENDRITE_BROKER_URL=REDIS_URL,

@@ -1,5 +1,5 @@
 """Each script in examples/ runs against `dendrite serve` in its quick mode (tiny epochs and
-repeats): the flows the README describes work end to end."""
+repeats): the flows docs/course.md describes work end to end."""
 
 import subprocess
 import sys

@@ -9,7 +9,7 @@ import pytest
 from tests.e2e.conftest import Service
 from tests.e2e.flows import concrete_job, submit, upload
 from tests.sse import Event, events
-from tests.webhook_receiver import Receiver, verify
+from tests.webhooks.receiver import Receiver, verify
 
 pytestmark = pytest.mark.e2e
 

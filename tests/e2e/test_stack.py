@@ -164,7 +164,7 @@ def test_killed_worker_resumes_its_job_when_it_comes_back(stack: Service) -> Non
 def test_job_of_a_lost_worker_resumes_from_its_s3_checkpoint_on_the_other(
     stack: Service,
 ) -> None:
-    """A worker is lost for good mid-job (SIGKILL, not restarted): the sweep requeues its job and
+    """A worker is lost for good mid-job (SIGKILL, not restarted): recovery requeues its job and
     the other worker, which shares nothing with it but the database, the broker and S3, resumes it
     after the last checkpoint it finds in S3."""
     client = stack.client

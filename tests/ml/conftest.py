@@ -17,7 +17,7 @@ from service.formats.npz import describe_arrays
 from service.ml import artifacts, builder, inference
 from service.ml import plan as plans
 from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
-from service.schemas import JobCreate
+from service.schemas.jobs import JobCreate
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -11,7 +11,8 @@ from service.core import orm
 from service.ml import builder
 from service.ml import plan as plans
 from service.ml.plan import Normalization
-from service.schemas import JobCreate, network
+from service.schemas import network
+from service.schemas.jobs import JobCreate
 from tests.ml.conftest import Trained, fit
 
 CONCRETE_FEATURES = [

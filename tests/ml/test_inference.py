@@ -275,4 +275,4 @@ def test_one_compiled_forward_pass_serves_every_batch_size(
         predictions = _predict(key, penguin_mass, [PENGUIN] * rows)
         assert len(predictions) == rows and len({p["body_mass_g"] for p in predictions}) == 1
 
-    assert len(inference._served(key)._functions) == 1
+    assert len(inference.served(key).functions) == 1

@@ -44,11 +44,11 @@ def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 def test_plainly_valid_rows_take_the_fast_path_with_the_same_inputs(
     rows: list[dict[str, Any]],
 ) -> None:
-    fast = inference._tabular_inputs_fast(SCHEMA, rows)
+    fast = inference.tabular_inputs_fast(SCHEMA, rows)
 
     assert fast is not None
-    _same(fast, inference._tabular_inputs_checked(SCHEMA, rows))
-    _same(inference._tabular_inputs(SCHEMA, rows), fast)
+    _same(fast, inference.tabular_inputs_checked(SCHEMA, rows))
+    _same(inference.tabular_inputs(SCHEMA, rows), fast)
 
 
 @pytest.mark.parametrize(
@@ -70,16 +70,16 @@ def test_rows_needing_a_closer_look_get_the_checked_path(
 ) -> None:
     rows = [_row(), row]
 
-    assert inference._tabular_inputs_fast(SCHEMA, rows) is None
+    assert inference.tabular_inputs_fast(SCHEMA, rows) is None
     if field is None:
-        assert inference._tabular_inputs(SCHEMA, rows)["island"].tolist() == [["Dream"], ["3"]]
+        assert inference.tabular_inputs(SCHEMA, rows)["island"].tolist() == [["Dream"], ["3"]]
         return
     with pytest.raises(InvalidInput) as raised:
-        inference._tabular_inputs(SCHEMA, rows)
+        inference.tabular_inputs(SCHEMA, rows)
     assert raised.value.field == field
 
 
 def test_a_row_that_is_not_an_object_gets_the_checked_path() -> None:
-    assert inference._tabular_inputs_fast(SCHEMA, [_row(), [1, 2]]) is None
+    assert inference.tabular_inputs_fast(SCHEMA, [_row(), [1, 2]]) is None
     with pytest.raises(InvalidInput):
-        inference._tabular_inputs(SCHEMA, [_row(), [1, 2]])
+        inference.tabular_inputs(SCHEMA, [_row(), [1, 2]])

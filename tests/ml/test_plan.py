@@ -9,7 +9,7 @@ from service.core import orm
 from service.core.errors import InvalidInput
 from service.formats import tabular
 from service.ml import plan as plans
-from service.schemas import JobCreate
+from service.schemas.jobs import JobCreate
 
 DATA = Path(__file__).parents[1] / "data"
 CONCRETE_FEATURES = [

@@ -13,7 +13,8 @@ from service.core.errors import InvalidInput
 from service.ml import builder, shapes
 from service.ml import plan as plans
 from service.ml.plan import Normalization
-from service.schemas import JobCreate, network
+from service.schemas import network
+from service.schemas.jobs import JobCreate
 
 
 def _dataset(columns: list[dict[str, Any]], file_format: str) -> orm.Dataset:

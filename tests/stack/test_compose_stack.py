@@ -29,7 +29,7 @@ pytestmark = pytest.mark.docker
 PROJECT = "dendrite-it"
 COMPOSE_FILES = [ROOT / "docker-compose.yml", HERE / "stack.override.yml"]
 CONCRETE = ROOT / "tests" / "data" / "concrete_data.csv"
-# The course's regression network (Dense(50, relu) x 2, adam, MSE), as the README's example.
+# The course's regression network (Dense(50, relu) x 2, adam, MSE), as in the README's walk-through.
 COURSE_JOB: dict[str, Any] = {
     "dataset_id": "concrete",
     "task": "regression",

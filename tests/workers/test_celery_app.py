@@ -15,7 +15,8 @@ from service import datasets, jobs, keys, leases
 from service.core import queue
 from service.core.config import get_settings
 from service.core.orm import Job, JobStatus
-from service.schemas import JobCreate, examples
+from service.schemas import examples
+from service.schemas.jobs import JobCreate
 from tests.conftest import DATA
 from workers import celery_app, holds
 
@@ -43,7 +44,7 @@ def _dead_pid() -> int:
 def _lost(job_id: str, exception: BaseException = SIGKILLED) -> None:
     """What Celery does in the main process when the pool process running `job_id` is gone."""
     sender = SimpleNamespace(request=SimpleNamespace(hostname="w1@host"))
-    celery_app._requeue_lost_jobs(sender=sender, exception=exception, args=[job_id])
+    celery_app.requeue_lost_jobs(sender=sender, exception=exception, args=[job_id])
 
 
 @pytest.fixture(autouse=True)

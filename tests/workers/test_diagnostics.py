@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from service import datasets, diagnostics, jobs, keys
 from service.core import queue
 from service.core.orm import EpochDiagnostic, Job, JobStatus
-from service.schemas import JobCreate, examples
+from service.schemas import examples
+from service.schemas.jobs import JobCreate
 from tests.conftest import DATA
-from workers.diagnostics import PAIRS_KEPT, _unit_share
+from workers.diagnostics import PAIRS_KEPT, unit_share
 from workers.tasks import run_job
 
 OWNER = keys.Principal(owner="alice")
@@ -141,13 +142,13 @@ def test_training_without_diagnostics_records_none(session: Session) -> None:
     assert len(job.history) == 2
 
 
-def test_unit_share_counts_dead_relu_and_saturated_sigmoid_units() -> None:
+def testunit_share_counts_dead_relu_and_saturated_sigmoid_units() -> None:
     relu = tf.constant([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 3.0]])
     sigmoid = tf.constant(np.array([[0.999, 0.5, 0.001], [0.995, 0.6, 0.2]], dtype="float32"))
     images = tf.zeros((2, 3, 3, 4))  # every channel of a conv layer dead
 
-    assert float(_unit_share(relu, "relu")) == 0.5  # units 0 and 2: zero for every sample
+    assert float(unit_share(relu, "relu")) == 0.5  # units 0 and 2: zero for every sample
     # unit 0 saturated for both samples, unit 2 for half of them only (needs 90 %)
-    assert float(_unit_share(sigmoid, "sigmoid")) == pytest.approx(1 / 3)
-    assert float(_unit_share(images, "relu")) == 1.0
-    assert float(_unit_share(relu, "linear")) == -1.0
+    assert float(unit_share(sigmoid, "sigmoid")) == pytest.approx(1 / 3)
+    assert float(unit_share(images, "relu")) == 1.0
+    assert float(unit_share(relu, "linear")) == -1.0

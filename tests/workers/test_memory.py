@@ -12,7 +12,8 @@ from service.core import queue
 from service.core.config import Settings, get_settings
 from service.core.orm import Job, JobStatus
 from service.leases import Attempt
-from service.schemas import JobCreate, examples
+from service.schemas import examples
+from service.schemas.jobs import JobCreate
 from tests.conftest import DATA
 from workers import memory
 

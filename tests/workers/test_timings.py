@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 
 from service import datasets, jobs, keys
 from service.core.orm import Job, JobStatus
-from service.schemas import JobCreate, examples
+from service.schemas import examples
+from service.schemas.jobs import JobCreate
 from tests.conftest import DATA
 from workers import timings
 from workers.tasks import run_job

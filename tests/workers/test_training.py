@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from service import datasets, jobs, keys, leases
+from service import datasets, jobs, keys, leases, recovery
 from service.core import queue, storage
 from service.core.config import get_settings
 from service.core.orm import EpochMetric, Job, JobStatus, utcnow
-from service.schemas import JobCreate, examples
+from service.schemas import examples
+from service.schemas.jobs import JobCreate
 from tests.conftest import DATA
 from workers import shutdown
 from workers.callbacks import Checkpoint, Stop
@@ -110,7 +111,7 @@ def test_job_requeued_without_a_checkpoint_trains_from_the_start(session: Sessio
         leases.record_epoch(session, lost, epoch, {"loss": -1.0}, 0.1)
     job.heartbeat_at = utcnow() - timedelta(hours=1)
     session.commit()
-    assert leases.sweep(session).requeued == 1
+    assert recovery.recover_silent(session).requeued == 1
     session.commit()
     run_job(job.id)
     session.refresh(job)

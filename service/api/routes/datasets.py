@@ -6,7 +6,8 @@ from fastapi import File, Form, Query, Response, UploadFile, status
 
 from service import datasets
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
-from service.schemas import DatasetConflict, DatasetPreview, DatasetRead, ErrorBody, Page
+from service.schemas.common import ErrorBody, Page
+from service.schemas.datasets import DatasetConflict, DatasetPreview, DatasetRead
 
 router = v1_router("/v1/datasets", "datasets")
 

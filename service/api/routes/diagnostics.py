@@ -13,7 +13,8 @@ from service.api.deps import AUTH_RESPONSES, CurrentPrincipal, SessionDep, beare
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.formats import figures
-from service.schemas import DiagnosticsRead, ErrorBody
+from service.schemas.common import ErrorBody
+from service.schemas.diagnostics import DiagnosticsRead
 
 router = v1_router("/v1/jobs", "jobs", documents_401=False)
 

@@ -14,7 +14,7 @@ from service import events
 from service.api.deps import CurrentPrincipal, bearer, principal_for, v1_router
 from service.core.config import get_settings
 from service.core.errors import DendriteError
-from service.schemas import ErrorBody
+from service.schemas.common import ErrorBody
 
 log = logging.getLogger(__name__)
 

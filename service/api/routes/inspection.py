@@ -7,7 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from service import models
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
-from service.schemas import ForwardRequest, ForwardResponse, WeightsResponse, examples
+from service.schemas import examples
+from service.schemas.inspection import ForwardRequest, ForwardResponse, WeightsResponse
 
 router = v1_router("/v1/models", "models")
 

@@ -7,7 +7,9 @@ from fastapi import Body, Header, Query, Response, status
 from service import jobs
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.core.orm import JobStatus
-from service.schemas import ErrorBody, HistoryRead, JobCreate, JobRead, Page, examples
+from service.schemas import examples
+from service.schemas.common import ErrorBody, Page
+from service.schemas.jobs import HistoryRead, JobCreate, JobRead
 
 router = v1_router("/v1/jobs", "jobs")
 

@@ -13,14 +13,9 @@ from pydantic import ValidationError
 from service import models
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.core.errors import InvalidInput, UnsupportedMediaType
-from service.schemas import (
-    MAX_INSTANCES,
-    ModelRead,
-    Page,
-    PredictRequest,
-    PredictResponse,
-    examples,
-)
+from service.schemas import examples
+from service.schemas.common import Page
+from service.schemas.models import MAX_INSTANCES, ModelRead, PredictRequest, PredictResponse
 
 router = v1_router("/v1/models", "models")
 
@@ -113,7 +108,7 @@ async def predict(principal: CurrentPrincipal, model_id: str, request: Request) 
         )
     # One thread for the lookup and the model (no request-long session: a recently seen model
     # needs no database), and pydantic's own JSON encoder for the answer.
-    predictions = await run_in_threadpool(models.predict_recent, principal, model_id, instances)
+    predictions = await run_in_threadpool(models.predict, principal, model_id, instances)
     if content_type == "text/csv":
         return Response(_to_csv(predictions), media_type="text/csv")
     return Response(

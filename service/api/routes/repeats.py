@@ -3,7 +3,7 @@
 from service import jobs
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.experiments import repeats
-from service.schemas import RepeatsRead
+from service.schemas.repeats import RepeatsRead
 
 router = v1_router("/v1/jobs", "jobs")
 

@@ -6,7 +6,9 @@ from fastapi import Body, Response, status
 
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.experiments import sweeps
-from service.schemas import ErrorBody, Page, SweepCreate, SweepRead, examples
+from service.schemas import examples
+from service.schemas.common import ErrorBody, Page
+from service.schemas.sweeps import SweepCreate, SweepRead
 
 router = v1_router("/v1/sweeps", "sweeps")
 

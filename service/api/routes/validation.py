@@ -7,7 +7,8 @@ from fastapi import Body
 from service import validation
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
 from service.api.routes.jobs import JOB_EXAMPLES
-from service.schemas import JobCreate, SpecSummary
+from service.schemas.jobs import JobCreate
+from service.schemas.validation import SpecSummary
 
 router = v1_router("/v1/specs", "specs")
 

@@ -2,7 +2,7 @@
 
 from service import webhooks
 from service.api.deps import CurrentPrincipal, SessionDep, v1_router
-from service.schemas import WebhookDeliveryRead, WebhookSecretRead
+from service.schemas.webhooks import WebhookDeliveryRead, WebhookSecretRead
 
 router = v1_router("/v1", "webhooks")
 
