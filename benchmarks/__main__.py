@@ -11,10 +11,20 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks import concrete, dispatch, history, mnist, predict, report, throughput, upload
+from benchmarks import (
+    concrete,
+    dispatch,
+    history,
+    mnist,
+    peer,
+    predict,
+    report,
+    throughput,
+    upload,
+)
 from benchmarks.harness import DATA, Run, Service, embedded, machine
 
-ALL = "abcdefg"
+ALL = "abcdefgh"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with ExitStack() as stack:
         service: Service | None = None
-        if set(chosen) & set("abcdf"):
+        if set(chosen) & set("abcdfh"):
             service = stack.enter_context(embedded(run.work / "embedded"))
         on_embedded: dict[str, Callable[[Run, Service], None]] = {
             "a": concrete.run,
@@ -53,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             "c": predict.run,
             "d": dispatch.run_embedded,
             "f": history.run,
+            "h": peer.run,
         }
         for name in chosen:
             if name in on_embedded and service is not None:

@@ -177,7 +177,7 @@ def stack_worker_command(name: str) -> list[str]:
 def wait_for_worker(service: Service, log: str, name: str, timeout: float = 120) -> None:
     """Until the worker writing `<log>.log` says it consumes (Celery's `<name>@<host> ready.`)."""
     marker = f"{name}@{socket.gethostname()} ready."
-    path = service.core.logs / f"{log}.log"
+    path = service.logs / f"{log}.log"
     deadline = time.monotonic() + timeout
     while not (path.exists() and marker in path.read_text(errors="replace")):
         if time.monotonic() > deadline:
