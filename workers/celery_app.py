@@ -1,4 +1,5 @@
-"""The worker's Celery app. One child process per job; the parent never imports TensorFlow.
+"""The worker's Celery app. Jobs run in child processes, each reused for several jobs
+(`DENDRITE_WORKER_JOBS_PER_PROCESS`); the parent never imports TensorFlow.
 
 Running any TensorFlow op in the parent before the pool forks deadlocks every child, so the
 child imports TensorFlow as it starts (`worker_process_init`): the next job finds it warm.
@@ -65,7 +66,10 @@ app.conf.update(
     # A running job keeps training through a broker outage; the database records its outcome.
     worker_cancel_long_running_tasks_on_connection_loss=False,
     worker_prefetch_multiplier=1,
-    worker_max_tasks_per_child=1,
+    # A pool process runs several jobs (TensorFlow imported once, Keras cleared between jobs:
+    # `workers.tasks`), and is replaced after that many or once it has grown past the setting.
+    worker_max_tasks_per_child=get_settings().worker_jobs_per_process,
+    worker_max_memory_per_child=get_settings().worker_recycle_memory_mb * 1024,  # KiB
     # A new pool process imports TensorFlow before it reports ready; on a busy machine that takes
     # longer than Celery's default 4 s, after which Celery kills it and starts the import again.
     worker_proc_alive_timeout=120,

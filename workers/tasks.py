@@ -10,5 +10,8 @@ from workers.celery_app import app
 def run_job(self: Any, job_id: str) -> None:
     from workers import training  # TensorFlow: child process only
 
-    with logs.job_context(job_id):  # every record logged meanwhile carries the job's id
-        training.run(job_id, worker=str(self.request.hostname or "unknown"))
+    try:
+        with logs.job_context(job_id):  # every record logged meanwhile carries the job's id
+            training.run(job_id, worker=str(self.request.hostname or "unknown"))
+    finally:
+        training.release()  # this process runs the next job: nothing of this one stays

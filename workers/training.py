@@ -5,8 +5,10 @@ its heartbeat and stop reasons (`workers.callbacks`), the device, and the end it
 hand-back. A part of a repeated job trains its repeats instead (`workers.repeats`).
 """
 
+import contextlib
 import logging
 
+import keras
 import tensorflow as tf
 
 from service import leases
@@ -17,7 +19,7 @@ from service.core.errors import DendriteError
 from service.core.orm import Dataset, Job, JobStatus
 from service.leases import Attempt
 from service.schemas.jobs import JobCreate
-from workers import attempts, holds, memory, pipeline, repeats, shutdown
+from workers import attempts, holds, memory, pipeline, repeats, shutdown, timings
 from workers.callbacks import Heartbeat, Stop, StopReason
 
 log = logging.getLogger(__name__)
@@ -130,10 +132,18 @@ def _stopped(attempt: Attempt, reason: StopReason) -> None:
         )
 
 
+def release() -> None:
+    """Forget the last job's models and graphs: the process is reused for the next job
+    (`DENDRITE_WORKER_JOBS_PER_PROCESS`), which must train as it would in a fresh one."""
+    keras.backend.clear_session(free_memory=True)
+    timings.import_seconds = 0.0  # paid once, by the process' first job
+
+
 def _pick_device(requested: str) -> tuple[str | None, str]:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)  # jobs can share a card
+        with contextlib.suppress(RuntimeError):  # set by an earlier job of this process
+            tf.config.experimental.set_memory_growth(gpu, True)  # jobs can share a card
     if requested == "cpu" or not gpus:
         return (None if requested == "gpu" else "/CPU:0"), "cpu"
     return "/GPU:0", f"gpu ({gpus[0].name})"

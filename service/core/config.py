@@ -69,6 +69,19 @@ class Settings(BaseSettings):
         "fails with a message saying so. Default: 90% of the machine's (or container's) memory, "
         "shared by the jobs a worker runs at once; 0: no ceiling.",
     )
+    worker_jobs_per_process: int = Field(
+        default=25,
+        ge=1,
+        description="Jobs one training process runs before the worker replaces it: TensorFlow is "
+        "imported once per process, not once per job (Keras' state is cleared between jobs). "
+        "1: a fresh process for every job.",
+    )
+    worker_recycle_memory_mb: int = Field(
+        default=2048,
+        ge=256,
+        description="A training process whose resident memory (MiB) is past this when a job "
+        "ends is replaced before the next job.",
+    )
     max_attempts: int = Field(
         default=3, ge=1, description="Times a job may be started by a worker that then stops."
     )

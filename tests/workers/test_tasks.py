@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 from sqlalchemy.orm import Session
 
 from service import datasets, jobs, keys
@@ -55,3 +56,28 @@ def test_run_job_fails_with_a_reason_when_no_gpu_is_visible(session: Session) ->
     session.expire_all()
     assert job.status == JobStatus.failed
     assert job.error is not None and "GPU" in job.error
+
+
+def test_a_reused_process_pays_the_import_once_and_keeps_nothing_of_a_job(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool process runs several jobs (DENDRITE_WORKER_JOBS_PER_PROCESS): the first job's
+    timings carry the process' TensorFlow import, the next ones none, and Keras holds no model
+    of an ended job."""
+    import keras
+
+    from workers import timings
+
+    monkeypatch.setattr(timings, "import_seconds", 2.5)
+    first, second = _submit(session), _submit(session)
+
+    run_job(first.id)
+    names_after_first = keras.backend.get_uid("dense")
+    run_job(second.id)
+    session.expire_all()
+
+    assert first.status == second.status == JobStatus.succeeded
+    assert first.timings is not None and first.timings["import"] == 2.5
+    assert second.timings is not None and second.timings["import"] == 0.0
+    assert timings.import_seconds == 0.0
+    assert names_after_first == 1  # the session was cleared: layer names start again

@@ -1,0 +1,147 @@
+"""(h) Against H2O-3, the fastest peer, in the same run: the course's concrete network trained by
+a dendrite job (submit -> succeeded on `dendrite serve`) against H2O's deep learning `train()`
+(its server already up), alternating, three rounds each; and 12 jobs of 20 epochs submitted at
+once against H2O training the same 12 models one after another.
+
+H2O runs in the benchmark's own environment, never the product's: `benchmarks/.peers` (made on
+first use: a virtual environment with `h2o` from PyPI), or the Python named by
+DENDRITE_BENCH_PEER_PYTHON. It needs a Java runtime (Debian: `default-jre-headless`).
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import concrete
+from benchmarks.harness import DATA, Figure, Run, Service, environment
+
+PEERS = Path(__file__).parent / ".peers"
+H2O_REQUIREMENT = "h2o>=3.46,<4"
+MANY_JOBS, MANY_EPOCHS = 12, 20
+
+# Run in the peer's Python: one H2O server (2 threads, as the machine's 2 cores), then the asked
+# trainings, timed around `train()` alone. The same network as the course's: 8 standardized
+# inputs, Dense(50, relu) x 2, one linear output; H2O's default optimizer (ADADELTA).
+H2O_SCRIPT = """
+import json, sys, time
+import h2o
+from h2o.estimators import H2ODeepLearningEstimator
+
+path, plan = sys.argv[1], json.loads(sys.argv[2])
+h2o.init(nthreads=2, max_mem_size="2G", verbose=False)
+h2o.no_progress()
+frame = h2o.import_file(path)
+train, test = frame.split_frame([0.7], seed=42)
+features = [c for c in frame.columns if c != "Strength"]
+results = []
+for epochs in plan:
+    model = H2ODeepLearningEstimator(
+        hidden=[50, 50], activation="Rectifier", epochs=epochs, seed=42, standardize=True
+    )
+    started = time.perf_counter()
+    model.train(x=features, y="Strength", training_frame=train, validation_frame=test)
+    results.append([time.perf_counter() - started, model.model_performance(test).mse()])
+print("RESULTS " + json.dumps(results))
+h2o.cluster().shutdown()
+"""
+
+
+def peer_python() -> Path | str:
+    """The Python with H2O installed (made on first use), or why there is none."""
+    named = os.environ.get("DENDRITE_BENCH_PEER_PYTHON")
+    if named:
+        return Path(named)
+    if shutil.which("java") is None:
+        return "no Java runtime (apt-get install default-jre-headless)"
+    python = PEERS / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", H2O_REQUIREMENT, "requests"],
+            check=True,
+        )
+    return python
+
+
+def h2o_train(python: Path, plan: list[int]) -> list[tuple[float, float]]:
+    """(seconds in `train()`, test MSE) for each number of epochs in `plan`, in one H2O server."""
+    done = subprocess.run(
+        [str(python), "-c", H2O_SCRIPT, str(DATA / "concrete_data.csv"), json.dumps(plan)],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    line = next(row for row in done.stdout.splitlines() if row.startswith("RESULTS "))
+    return [(float(s), float(mse)) for s, mse in json.loads(line.removeprefix("RESULTS "))]
+
+
+def run(run: Run, service: Service) -> None:
+    python = peer_python()
+    if isinstance(python, str):
+        for name in ("concrete job vs H2O train()", "12 jobs at once vs H2O one after another"):
+            run.add(Figure("h", name, None, "s", note=f"not measured: {python}"))
+        return
+    epochs = 5 if run.quick else 100
+    rounds = 1 if run.quick else 3
+    many = 3 if run.quick else MANY_JOBS
+    dataset_id = concrete.dataset(run, service)
+    ours: list[float] = []
+    val_losses: list[float] = []
+    peer: list[float] = []
+    peer_mse: list[float] = []
+    for _ in range(rounds):  # alternating, so a slow minute hurts both alike
+        service.wait_worker_idle(settle=2 if run.quick else 10)
+        started = time.perf_counter()
+        job = service.wait_for(service.submit(concrete.concrete_body(dataset_id, epochs))["id"])
+        ours.append(time.perf_counter() - started)
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"the concrete job ended {job['status']}: {job['error']}")
+        val_losses.append(float(job["latest_metrics"]["val_loss"]))
+        ((seconds, mse),) = h2o_train(python, [epochs])
+        peer.append(seconds)
+        peer_mse.append(mse)
+    ours_median, peer_median = statistics.median(ours), statistics.median(peer)
+    run.add(
+        Figure(
+            "h",
+            f"concrete job, {epochs} epochs, submit -> succeeded, median of {rounds}",
+            ours_median,
+            "s",
+            goal="ratio <= 1",
+            passed=ours_median <= peer_median,
+            baseline=peer_median,
+            baseline_name="H2O-3 deep learning train(), same network",
+            note=f"val_loss {statistics.median(val_losses):.1f}; H2O test MSE "
+            f"{statistics.median(peer_mse):.1f}; rounds {[round(s, 2) for s in ours]} vs "
+            f"{[round(s, 2) for s in peer]}",
+        )
+    )
+
+    service.wait_worker_idle(settle=2 if run.quick else 10)
+    started = time.perf_counter()
+    body = concrete.concrete_body(dataset_id, MANY_EPOCHS)
+    ids = [service.submit(body)["id"] for _ in range(many)]
+    jobs = [service.wait_for(job_id, poll=0.1) for job_id in ids]
+    ours_many = time.perf_counter() - started
+    failed = [job["id"] for job in jobs if job["status"] != "succeeded"]
+    peer_many = sum(seconds for seconds, _ in h2o_train(python, [MANY_EPOCHS] * many))
+    run.add(
+        Figure(
+            "h",
+            f"{many} jobs of {MANY_EPOCHS} epochs submitted at once, all succeeded",
+            ours_many,
+            "s",
+            goal="ratio <= 1",
+            passed=ours_many <= peer_many and not failed,
+            baseline=peer_many,
+            baseline_name="H2O-3 training the same models one after another",
+            note=f"FAILED: {failed}" if failed else "",
+        )
+    )
