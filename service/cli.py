@@ -78,7 +78,7 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "training",
     name: Annotated[str | None, typer.Option(help="Celery node name, e.g. w1@%h.")] = None,
 ) -> None:
-    """Run a training worker (one child process per job)."""
+    """Run a training worker (jobs run in child processes, each reused for several jobs)."""
     command = worker_command(concurrency, queues, name)
     os.execv(command[0], command)
 
