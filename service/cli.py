@@ -84,8 +84,15 @@ def worker(
 
 
 @app.command()
-def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
-    """Embedded mode: migrate, then run the API and one worker (SQLite + on-disk broker)."""
+def serve(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Jobs trained at once (default DENDRITE_EMBEDDED_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Embedded mode: migrate, then run the API and a worker (SQLite + on-disk broker)."""
     settings = get_settings()
     filemodes.private_dir(settings.data_dir, tighten=True)
     upgrade_database()
@@ -93,7 +100,9 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it reaches `finally`.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     child = subprocess.Popen(
-        worker_command(1, "training,training-gpu", "embedded@%h"),
+        worker_command(
+            concurrency or settings.embedded_concurrency, "training,training-gpu", "embedded@%h"
+        ),
         preexec_fn=_die_with_parent,  # no threads exist yet, so preexec_fn is safe
         start_new_session=True,
     )

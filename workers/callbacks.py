@@ -98,6 +98,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.stopped_for: StopReason | None = None
         self._started = time.perf_counter()
         self.write_seconds = 0.0  # spent writing epochs to the database (the job's timings)
+        self.first_epoch_seconds = 0.0  # this attempt's first epoch, its writes excluded
         # More rows for an epoch, written in the same transaction as its history row (so they
         # cost no commit of their own): workers.diagnostics.Diagnostics.write.
         self.also_write: list[Callable[[Session, int], None]] = []
@@ -108,6 +109,8 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {name: float(value) for name, value in (logs or {}).items()}
         seconds = time.perf_counter() - self._started
+        if not self.first_epoch_seconds:
+            self.first_epoch_seconds = seconds
         with session_scope() as session:
             if not leases.record_epoch(session, self.attempt, epoch + 1, metrics, seconds):
                 self.stop.lost.set()

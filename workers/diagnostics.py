@@ -8,6 +8,7 @@ The rules that turn these numbers into flags live in `service.diagnostics`.
 
 import logging
 import math
+import weakref
 from typing import Any
 
 import keras
@@ -30,7 +31,10 @@ from service.ml.preprocessing import Prepared, Split
 
 log = logging.getLogger(__name__)
 
-PAIRS_KEPT = 500  # (actual, predicted) pairs stored per target for the regression plot
+PAIRS_KEPT = 500
+_PROBES: weakref.WeakKeyDictionary[keras.Model, tuple[Any, list[dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)  # (actual, predicted) pairs stored per target for the regression plot
 
 
 def _activation(layer: keras.layers.Layer) -> str | None:
@@ -69,6 +73,10 @@ class Diagnostics(keras.callbacks.Callback):
         self._written = False
 
     def _build(self) -> None:
+        # A model kept for the next job of its shape (workers.loop) keeps its probe: no new trace.
+        if self.model in _PROBES:
+            self._probe, self._layers = _PROBES[self.model]
+            return
         # The output layer is a Dense layer, so it is always watched, and always last.
         watched = [
             layer
@@ -105,6 +113,7 @@ class Diagnostics(keras.callbacks.Callback):
             return tf.stack(norms + shares)
 
         self._probe = probe
+        _PROBES[self.model] = (probe, self._layers)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._failed:

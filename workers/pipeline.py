@@ -6,6 +6,7 @@ from a checkpoint when given a folder. Every kind of job trains through it: a si
 sweep trial (`workers.training`), each repeat of a repeated job (`workers.repeats`).
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 from sqlalchemy.orm import Session
 
@@ -26,16 +26,18 @@ from service.core.orm import Dataset, Model, new_id
 from service.leases import Attempt
 from service.ml import artifacts, builder
 from service.ml import plan as plans
-from service.ml.preprocessing import Prepared, Split, prepare_arrays, prepare_frame
+from service.ml.preprocessing import Prepared, prepare_arrays, prepare_frame
 from service.schemas.jobs import JobCreate, Training
 from workers import diagnostics
+from workers import loop as loops
 from workers.callbacks import Checkpoint, EpochRecorder, Stop, StopReason
+from workers.loop import Loop
 from workers.timings import Laps
 
 log = logging.getLogger(__name__)
 
-KERAS_ITERATORS_PER_EPOCH = 2  # see _batches
-MAX_STEPS_PER_EXECUTION = 32
+# Stop requests that end a fit mid-epoch; a hand-back waits for the epoch's end (its checkpoint).
+INTERRUPTING = ("lost", "cancelled", "expired")
 
 
 class Stopped(Exception):
@@ -83,11 +85,13 @@ def train(
     """
     laps = Laps()
     training = request.training
-    keras.utils.set_random_seed(training.seed or 0)
+    loops.seed(training.seed or 0)
     data = prepare(request, dataset)
     laps("load")
     model = build(request, data)
     laps("build")
+    loop, _ = loop_for(model, request, data)  # a kept loop traces nothing
+    laps("trace")
     callbacks: list[keras.callbacks.Callback] = []
     resume_after = 0
     if checkpoint_folder is not None:
@@ -110,16 +114,17 @@ def train(
         probe = diagnostics.Diagnostics(attempt, data.plan, data.prepared.train, training.seed or 0)
         callbacks.insert(0, probe)
         recorder.also_write.append(probe.write)
-    history = fit(model, request, data, callbacks, trained_epochs=resume_after)
+    history = fit(loop, request, data, callbacks, trained_epochs=resume_after, stop=stop)
     laps("fit")
+    laps.add("first_epoch", recorder.first_epoch_seconds)  # part of fit
     laps.add("epoch_writes", recorder.write_seconds)  # part of fit
     if recorder.stopped_for is not None:
         raise Stopped(recorder.stopped_for)
-    if stop.reason in ("lost", "cancelled"):  # noticed during the last epoch
+    if stop.reason in INTERRUPTING:  # noticed mid-epoch, or during the last epoch
         raise Stopped(stop.reason)
-    test_metrics = evaluate(model, request, data)
+    test_metrics = evaluate(loop, data)
     laps("evaluate")
-    return Trained(model, data, history, test_metrics, laps)
+    return Trained(loop.model, data, history, test_metrics, laps)
 
 
 def prepare(request: JobCreate, dataset: Dataset) -> Data:
@@ -155,49 +160,61 @@ def build(request: JobCreate, data: Data) -> keras.Model:
         model = builder.build(request.network, data.plan, data.prepared.normalization)
     except ValueError as error:
         raise DendriteError(f"the network cannot be built: {error}") from None
-    training = request.training
-    # Several batches per call into TensorFlow: fewer Python round trips, same arithmetic.
-    steps = max(1, -(-len(data.prepared.train) // training.batch_size))
-    builder.compile_model(
-        model,
-        data.plan,
-        training.optimizer,
-        steps_per_execution=min(steps, MAX_STEPS_PER_EXECUTION),
-    )
+    builder.compile_model(model, data.plan, request.training.optimizer)
     return model
 
 
+def loop_for(model: keras.Model, request: JobCreate, data: Data) -> tuple[Loop, bool]:
+    """A traced training loop for `model` (built and compiled by `build`): one this process kept
+    from an earlier job of the same shape, starting as `model` would, or a new one, traced now.
+    Train `loop.model`, which is `model` only when the loop is new. True when it was kept."""
+    training, plan, prepared = request.training, data.plan, data.prepared
+    normalization = prepared.normalization
+    key = loops.shape_key(
+        request.network.model_dump(mode="json"),
+        {**dataclasses.asdict(plan), "epochs": None, "memory": None},
+        None if normalization is None else (normalization.mean, normalization.variance),
+        training.optimizer.model_dump(mode="json", exclude={"learning_rate"}),
+        tf.constant(0.0).device,  # the device this job trains on (its tf.device scope)
+    )
+    validation = prepared.validation
+    return loops.kept(
+        key,
+        model,
+        loops.tensors(plan, prepared.train),
+        loops.tensors(plan, validation) if validation else None,
+        training.batch_size,
+        training.seed or 0,
+    )
+
+
 def fit(
-    model: keras.Model,
+    loop: Loop,
     request: JobCreate,
     data: Data,
     callbacks: list[keras.callbacks.Callback],
     *,
     trained_epochs: int = 0,
+    stop: Stop | None = None,
 ) -> keras.callbacks.History:
-    """Fit on the train split, validating on the validation split if there is one, with
-    `callbacks` and the request's early stopping; after `trained_epochs` when resuming."""
-    training = request.training
-    plan, prepared, batch_size = data.plan, data.prepared, training.batch_size
-    validation = prepared.validation
-    return model.fit(
-        _batches(plan, prepared.train, batch_size, training.seed or 0, trained_epochs),
-        validation_data=_batches(plan, validation, batch_size) if validation else None,
-        epochs=plan.epochs,
-        shuffle=False,  # the pipeline reshuffles each epoch itself
-        verbose=0,
-        callbacks=callbacks + _early_stopping(training),
+    """Fit `loop.model` on the train split, validating on the validation split if there is one,
+    with `callbacks` and the request's early stopping; after `trained_epochs` when resuming. A
+    `stop` that is cancelled, lost or out of time ends the fit at the next call into TensorFlow,
+    mid-epoch included."""
+    return loop.fit(
+        data.plan.epochs,
+        callbacks + _early_stopping(request.training),
+        initial_epoch=trained_epochs,
+        interrupt=(lambda: stop.reason in INTERRUPTING) if stop is not None else (lambda: False),
     )
 
 
-def evaluate(model: keras.Model, request: JobCreate, data: Data) -> dict[str, float] | None:
-    """The loss and metrics on the test split; None without one."""
+def evaluate(loop: Loop, data: Data) -> dict[str, float] | None:
+    """The loss and metrics of `loop.model` on the test split; None without one."""
     test = data.prepared.test
     if test is None:
         return None
-    batches = _batches(data.plan, test, request.training.batch_size)
-    evaluated = model.evaluate(batches, verbose=0, return_dict=True)
-    return {name: float(value) for name, value in evaluated.items()}
+    return loop.evaluate(*loops.tensors(data.plan, test))
 
 
 def save(trained: Trained) -> Model:
@@ -231,40 +248,6 @@ def save(trained: Trained) -> Model:
         size_bytes=size,
         storage_key=key,
     )
-
-
-def _targets(plan: plans.Plan, split: Split) -> np.ndarray:
-    if plan.task == "classification":
-        return np.asarray(keras.utils.to_categorical(split.y, num_classes=plan.output_units))
-    return split.y
-
-
-def _batches(
-    plan: plans.Plan,
-    split: Split,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    trained_epochs: int = 0,
-) -> tf.data.Dataset:
-    """A tf.data pipeline: reshuffled every epoch (training) or cached (evaluation).
-
-    Fed numpy arrays, Keras rebuilds its input pipeline every epoch; on small tables that
-    per-epoch overhead, not arithmetic, is most of the training time.
-    """
-    batches = tf.data.Dataset.from_tensor_slices(
-        (builder.model_inputs(split.x), _targets(plan, split))
-    )
-    if shuffle_seed is None:
-        batches = batches.batch(batch_size).cache()
-    else:
-        batches = batches.shuffle(len(split), seed=shuffle_seed)
-        # Each new iterator draws the next order, and Keras 3 makes two per epoch. A resumed job
-        # draws those of the epochs it already trained, so it sees what an uninterrupted run would
-        # (tests/workers/test_training.py checks that this holds).
-        for _ in range(KERAS_ITERATORS_PER_EPOCH * trained_epochs):
-            iter(batches)
-        batches = batches.batch(batch_size)
-    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _early_stopping(training: Training) -> list[keras.callbacks.Callback]:

@@ -20,6 +20,7 @@ from service.core.orm import Dataset, Job, JobStatus
 from service.leases import Attempt
 from service.schemas.jobs import JobCreate
 from workers import attempts, holds, memory, pipeline, repeats, shutdown, timings
+from workers import loop as loops
 from workers.callbacks import Heartbeat, Stop, StopReason
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def _stopped(attempt: Attempt, reason: StopReason) -> None:
 def release() -> None:
     """Forget the last job's models and graphs: the process is reused for the next job
     (`DENDRITE_WORKER_JOBS_PER_PROCESS`), which must train as it would in a fresh one."""
+    loops.release()  # traced loops are kept for the next job of their shape, its rows are not
     keras.backend.clear_session(free_memory=True)
     timings.import_seconds = 0.0  # paid once, by the process' first job
 

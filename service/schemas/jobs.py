@@ -220,8 +220,10 @@ class JobRead(BaseModel):
     timings: dict[str, float] | None = Field(
         default=None,
         description="Seconds per phase of training, once it ended: import (the worker process's "
-        "TensorFlow import, before the job came), load, build, fit, epoch_writes (part of fit), "
-        "evaluate, save.",
+        "TensorFlow import, before the job came; 0 when the process had trained a job before), "
+        "load, build, trace (compiling the training step; about 0 when the process kept a "
+        "traced network of the same shape from an earlier job), fit, first_epoch and "
+        "epoch_writes (both part of fit), evaluate, save.",
     )
     request: dict[str, Any] = Field(description="The request with every default filled in.")
     parent_id: str | None = Field(

@@ -15,7 +15,17 @@ from workers.tasks import run_job
 from workers.timings import Laps
 
 OWNER = keys.Principal(owner="alice")
-PHASES = {"import", "load", "build", "fit", "epoch_writes", "evaluate", "save"}
+PHASES = {
+    "import",
+    "load",
+    "build",
+    "trace",
+    "fit",
+    "first_epoch",
+    "epoch_writes",
+    "evaluate",
+    "save",
+}
 
 
 def _submit(session: Session, **training: object) -> Job:
@@ -43,6 +53,7 @@ def test_succeeded_job_records_its_phase_timings(
     assert job.timings["import"] == 1.5
     assert all(seconds >= 0 for seconds in job.timings.values())
     assert 0 < job.timings["epoch_writes"] < job.timings["fit"]
+    assert 0 < job.timings["first_epoch"] < job.timings["fit"]
     assert jobs.to_read(job).timings == job.timings
 
 
