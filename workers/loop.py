@@ -55,7 +55,14 @@ def targets(plan: plans.Plan, split: Split) -> np.ndarray:
 def tensors(plan: plans.Plan, split: Split) -> Tensors:
     """The split's inputs and targets as tensors, converted once for every epoch."""
     x = tf.nest.map_structure(tf.convert_to_tensor, builder.model_inputs(split.x))
-    return x, tf.convert_to_tensor(targets(plan, split))
+    y = tf.convert_to_tensor(targets(plan, split))
+    if "GPU" in tf.constant(0.0).device:  # on the job's card once, not copied there every call
+        x, y = tf.nest.map_structure(_on_device, x), tf.identity(y)
+    return x, y
+
+
+def _on_device(tensor: tf.Tensor) -> tf.Tensor:
+    return tensor if tensor.dtype == tf.string else tf.identity(tensor)
 
 
 def seed(value: int) -> None:
