@@ -186,7 +186,7 @@ def _warm_child(**_: Any) -> None:
 
     timings.import_seconds = time.perf_counter() - started
     # What the imports made lives as long as the process: out of the collector's sight, a full
-    # collection (Keras' clear_session between jobs) takes milliseconds, not ~0.2 s.
+    # collection (between jobs: `workers.training.release`) takes milliseconds, not ~0.2 s.
     gc.freeze()
     with get_engine().connect():  # the job's claim finds a pooled connection (PostgreSQL) ready
         pass

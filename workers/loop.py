@@ -279,6 +279,11 @@ def kept(
     return loop, reused
 
 
+def kept_loops() -> list[Loop]:
+    """The loops this process keeps, oldest first."""
+    return list(_kept.values())
+
+
 def release() -> None:
     """Between jobs: kept loops keep their models, not the last job's rows."""
     for loop in _kept.values():

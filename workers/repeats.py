@@ -11,7 +11,6 @@ import logging
 import time
 from typing import Any
 
-import keras
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -55,7 +54,6 @@ def _repeat(
     seeded = request.model_copy(deep=True)
     seeded.training.seed = repeat.seed
     seeded.training.diagnostics = False  # a repeat keeps its metrics only
-    keras.backend.clear_session()  # the previous repeat's graph and layer names go
 
     def running(session: Session) -> None:  # the part's history shows the repeat in progress
         session.execute(

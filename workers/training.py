@@ -6,9 +6,9 @@ hand-back. A part of a repeated job trains its repeats instead (`workers.repeats
 """
 
 import contextlib
+import gc
 import logging
 
-import keras
 import tensorflow as tf
 
 from service import leases
@@ -134,10 +134,17 @@ def _stopped(attempt: Attempt, reason: StopReason) -> None:
 
 
 def release() -> None:
-    """Forget the last job's models and graphs: the process is reused for the next job
-    (`DENDRITE_WORKER_JOBS_PER_PROCESS`), which must train as it would in a fresh one."""
+    """Forget the last job's models and rows: the process is reused for the next job
+    (`DENDRITE_WORKER_JOBS_PER_PROCESS`), which must train as it would in a fresh one.
+
+    Not `keras.backend.clear_session()`: it also empties TensorFlow's cache of instantiated
+    functions, and the next job's kept loop (`workers.loop`) would pay ~0.15 s to instantiate
+    them again. What it resets that could matter is reset anyway: the next job seeds every
+    generator (`loop.seed`), and every layer dendrite builds is named, so no auto-generated name
+    depends on the jobs before. Old models are cyclic garbage: collected here (milliseconds, with
+    the import frozen out of the collector's sight)."""
     loops.release()  # traced loops are kept for the next job of their shape, its rows are not
-    keras.backend.clear_session(free_memory=True)
+    gc.collect()
     timings.import_seconds = 0.0  # paid once, by the process' first job
 
 

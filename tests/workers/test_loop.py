@@ -89,7 +89,7 @@ def test_a_process_keeps_its_last_few_loops_without_their_rows() -> None:
     assert _train(f"k{loops.LOOPS_KEPT}", epochs=1)[1]
 
     loops.release()
-    assert all(loop.train is None and loop.validation is None for loop in loops._kept.values())
+    assert all(loop.train is None and loop.validation is None for loop in loops.kept_loops())
 
 
 def test_shape_key_sees_every_value_of_an_array() -> None:
