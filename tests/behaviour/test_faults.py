@@ -34,7 +34,8 @@ from tests.e2e.flows import concrete_job, submit, upload, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
 DATABASE = "dendrite_e2e_faults"
-EPOCHS = 60  # a few seconds of training
+EPOCHS = 1500  # a few seconds of training (an epoch of the concrete job takes a few ms)
+KILL_AT = 200  # epochs trained before a fault: past the first checkpoints (0.5 s apart)
 # Generous bounds (the figures are printed): before, every case took 125-130 s.
 POOL_PROCESS_REQUEUED_WITHIN = 5.0
 WORKER_REQUEUED_WITHIN = 45.0
@@ -248,7 +249,7 @@ def test_job_of_a_worker_killed_mid_epoch_finishes_on_the_other(faults: Stack) -
     _two_warm_workers(faults)
     dataset = upload(client, "concrete_data.csv", "faults-kill")
     job = submit(client, concrete_job(dataset["id"], epochs=EPOCHS))
-    running = _training(client, job["id"], epoch=10)
+    running = _training(client, job["id"], epoch=KILL_AT)
     victim = faults.worker_of(running)
     killed_at = time.monotonic()
     os.killpg(faults.workers[victim].pid, signal.SIGKILL)  # the worker and its pool process
@@ -273,7 +274,7 @@ def test_job_of_a_killed_pool_process_is_requeued_at_once(faults: Stack) -> None
     _two_warm_workers(faults)
     dataset = upload(client, "concrete_data.csv", "faults-child")
     job = submit(client, concrete_job(dataset["id"], epochs=EPOCHS))
-    running = _training(client, job["id"], epoch=10)
+    running = _training(client, job["id"], epoch=KILL_AT)
     victim = faults.worker_of(running)
     (child,) = faults.pool_processes(victim)
     killed_at = time.monotonic()
@@ -298,7 +299,7 @@ def test_jobs_of_two_killed_workers_run_again_on_a_new_one(faults: Stack) -> Non
     # Long enough that both run at once even while a pool process of one worker still starts.
     epochs = 4 * EPOCHS
     jobs = [submit(client, concrete_job(dataset["id"], epochs=epochs)) for _ in range(2)]
-    running = _training_together(client, [job["id"] for job in jobs], epoch=10)
+    running = _training_together(client, [job["id"] for job in jobs], epoch=KILL_AT)
     assert {faults.worker_of(job) for job in running} == set(faults.alive())
     killed_at = time.monotonic()
     for name in faults.alive():
@@ -324,7 +325,7 @@ def test_sigterm_hands_the_running_job_back(faults: Stack) -> None:
     _two_warm_workers(faults)
     dataset = upload(client, "concrete_data.csv", "faults-term")
     job = submit(client, concrete_job(dataset["id"], epochs=EPOCHS))
-    running = _training(client, job["id"], epoch=10)
+    running = _training(client, job["id"], epoch=KILL_AT)
     name = faults.worker_of(running)
     worker = faults.workers[name]
     signalled_at = time.monotonic()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as suite
-from benchmarks import report, upload
+from benchmarks import peer, report, upload
 from benchmarks.harness import Figure, Run, machine, percentile
 
 
@@ -65,3 +65,13 @@ def test_quick_suite_runs_history_and_predictions(tmp_path: Path) -> None:
     for expected in ("| c | predict 1 row over HTTP, p50", "| f | history of a 500-epoch job"):
         assert expected in text
     assert "failed to run" not in text
+
+
+def test_synthetic_table_is_concrete_shaped_and_seeded(tmp_path: Path) -> None:
+    path = peer.synthetic(tmp_path, 1000)
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join([*peer.FEATURES, "y"]) and len(peer.FEATURES) == 8
+    assert len(lines) == 1001 and all(len(line.split(",")) == 9 for line in lines[1:])
+    (tmp_path / "again").mkdir()
+    again = peer.synthetic(tmp_path / "again", 1000)
+    assert again.read_text() == path.read_text()  # the same rows for the same size

@@ -109,6 +109,9 @@ class Service:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.logs.glob("*.log"))
 
 
+EMBEDDED_SLOTS = 2  # jobs the embedded service trains at once
+
+
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("embedded")
@@ -116,6 +119,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = service_env(
         DENDRITE_DATA_DIR=str(root / "data"),
         DENDRITE_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",  # test_live.py's receiver is on loopback
+        DENDRITE_EMBEDDED_CONCURRENCY=str(EMBEDDED_SLOTS),  # whatever the machine's cores
     )
     service = Service(f"http://127.0.0.1:{port}", env, root)
     service.use_new_key()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.schemas import examples
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import EMBEDDED_SLOTS, Service
 from tests.e2e.flows import DATA, concrete_job, concrete_rows, submit, upload, wait_for, watch
 
 pytestmark = pytest.mark.e2e
@@ -151,9 +151,12 @@ def test_mnist_course_network_trains_from_npz(embedded: Service) -> None:
 def test_cancel_stops_a_running_job_and_a_queued_one_never_runs(embedded: Service) -> None:
     client = embedded.client
     dataset = upload(client, "concrete_data.csv", "concrete-cancel")
-    running = submit(client, concrete_job(dataset["id"], epochs=5000))
+    running, *others = [
+        submit(client, concrete_job(dataset["id"], epochs=5000)) for _ in range(EMBEDDED_SLOTS)
+    ]  # every slot busy
     queued = submit(client, concrete_job(dataset["id"], epochs=5))
-    wait_for(client, running["id"], ("running",))
+    for job in (running, *others):
+        wait_for(client, job["id"], ("running",))
     cancelled = client.post(f"/v1/jobs/{queued['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
 
@@ -163,6 +166,9 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_runs(embedded: Servic
     stopped = wait_for(client, running["id"], timeout=60)
     assert stopped["status"] == "cancelled"
     assert stopped["progress"]["epoch"] < 5000 and stopped["model_id"] is None
+    for job in others:
+        client.post(f"/v1/jobs/{job['id']}/cancel").raise_for_status()
+        assert wait_for(client, job["id"], timeout=60)["status"] == "cancelled"
 
     after = wait_for(client, queued["id"])
     assert after["status"] == "cancelled"
