@@ -16,7 +16,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import models
+from service import models, registry
 from service.core import errors, orm, storage
 from service.core.after_commit import after_commit, on_rollback
 from service.core.config import get_settings
@@ -265,7 +265,9 @@ def delete(session: Session, principal: Principal, dataset_id: str, cascade: boo
         )
     dependents = _dependents(session, dataset_id)
     if not cascade and any(dependents.values()):
-        counted = ", ".join(f"{len(ids)} {kind}" for kind, ids in dependents.items() if ids)
+        counted = ", ".join(
+            f"{len(ids)} {kind.replace('_', ' ')}" for kind, ids in dependents.items() if ids
+        )
         raise errors.HasDependents(
             f"dataset '{dataset_id}' has {counted} that depend on it (listed in `dependents`); "
             "deleting it deletes them too. To do so, send DELETE "
@@ -300,8 +302,9 @@ def delete(session: Session, principal: Principal, dataset_id: str, cascade: boo
 
 
 def _dependents(session: Session, dataset_id: str) -> dict[str, list[str]]:
-    """The ids of the jobs, models and sweeps that depend on the dataset, newest first. Jobs
-    are those GET /v1/jobs lists (a repeated job's parts go with it)."""
+    """The ids of the jobs, models and sweeps that depend on the dataset, newest first, and the
+    registered versions (`name/versions/n`) of those models. Jobs are those GET /v1/jobs lists
+    (a repeated job's parts go with it)."""
     on_dataset = orm.Job.dataset_id == dataset_id
     queries = {
         "jobs": select(orm.Job.id, orm.Job.created_at).where(
@@ -312,10 +315,13 @@ def _dependents(session: Session, dataset_id: str) -> dict[str, list[str]]:
             orm.Sweep.id.in_(select(orm.Job.sweep_id).where(on_dataset))
         ),
     }
-    return {
+    found = {
         kind: list(session.scalars(query.order_by(query.selected_columns[1].desc())))
         for kind, query in queries.items()
     }
+    # Registered versions of those models: deleting the dataset deletes them (and their aliases).
+    found["model_versions"] = registry.versions_of(session, found["models"])
+    return found
 
 
 def load_frame(dataset: orm.Dataset) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from service.api.routes import events as event_routes
 from service.api.routes import inspection as inspection_routes
 from service.api.routes import jobs as job_routes
 from service.api.routes import prometheus as metric_routes
+from service.api.routes import registry as registry_routes
 from service.api.routes import repeats as repeat_routes
 from service.api.routes import sweeps as sweep_routes
 from service.api.routes import webhooks as webhook_routes
@@ -107,6 +108,7 @@ def create_app() -> FastAPI:
     app.include_router(inspection_routes.router)
     app.include_router(repeat_routes.router)
     app.include_router(sweep_routes.router)
+    app.include_router(registry_routes.router)
     app.include_router(event_routes.router)
     app.include_router(webhook_routes.router)
     return app

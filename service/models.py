@@ -7,6 +7,7 @@ from typing import IO, Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import registry
 from service.core import storage
 from service.core.after_commit import after_commit
 from service.core.config import get_settings
@@ -20,7 +21,10 @@ from service.schemas.models import ModelRead
 
 
 def get(session: Session, principal: Principal, model_id: str) -> Model:
-    """A model by id; another owner's model (or job) answers exactly as a missing one does."""
+    """A model by id, or by `name@alias` / `name/versions/n` among the caller's registered models
+    (`service.registry`); another owner's model (or job) answers exactly as a missing one does."""
+    if registry.is_reference(model_id):
+        return registry.resolve(session, principal, model_id)
     model = session.get(Model, model_id)
     if model is not None and principal.can_see(model.owner):
         return model
@@ -61,19 +65,26 @@ class _Served(NamedTuple):
 
 # A model never changes once saved, so a prediction skips the database for a model looked up a
 # moment ago; only a deletion reaches it later. How stale it may be: `service.core.recent`.
+# A reference (`name@alias`) is remembered per owner, and forgotten when an alias moves here.
 _recent_models: Recent[str, _Served] = Recent(maxsize=1024)
+registry.watch(_recent_models.clear)
+
+
+def _cache_key(principal: Principal, model_id: str) -> str:
+    return f"{principal.owner}\x00{model_id}" if registry.is_reference(model_id) else model_id
 
 
 def predict(principal: Principal, model_id: str, instances: list[Any]) -> list[Any]:
     """The model's predictions for `instances`. Its own short unit of work, or none for a model
     looked up a moment ago."""
-    found = _recent_models.get(model_id)
+    key = _cache_key(principal, model_id)
+    found = _recent_models.get(key)
     if found is None or not principal.can_see(found.owner):
         # Look the model up before the import: an unknown id needs no TensorFlow.
         with session_scope() as session:
             model = get(session, principal, model_id)
             found = _Served(model.owner, model.storage_key, model.input_schema, model.outputs)
-        _recent_models.put(model_id, found)
+        _recent_models.put(key, found)
     from service.ml import inference  # loads TensorFlow on first use, not at API start
 
     return inference.predict(found.storage_key, found.input_schema, found.outputs, instances)

@@ -247,6 +247,11 @@ def save(trained: Trained) -> Model:
         parameters=int(model.count_params()),
         size_bytes=size,
         storage_key=key,
+        trained_with={
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "device": tf.constant(0.0).device.rsplit("device:", 1)[-1],
+        },
     )
 
 

@@ -183,6 +183,8 @@ class Model(Base):
     # Predictions on the held-out rows (workers/diagnostics.py `held_out`): {"split", "rows",
     # "confusion_matrix": {"labels", "counts"}} or {..., "predicted_vs_actual": {target: ...}}
     evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What trained it: {"keras", "tensorflow", "device"} (None for models saved before 0009).
+    trained_with: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     job: Mapped[Job] = relationship(back_populates="model")
 
@@ -284,3 +286,77 @@ class WebhookAttempt(Base):
     seconds: Mapped[float] = mapped_column(Float)
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class RegisteredModel(Base):
+    """A name an owner gives to a line of models: its versions, and aliases that point at one of
+    them (`service.registry`)."""
+
+    __tablename__ = "registered_model"
+    __table_args__ = (UniqueConstraint("owner", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(255), index=True, default=LOCAL_OWNER)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    versions: Mapped[list["ModelVersion"]] = relationship(
+        order_by="ModelVersion.version", passive_deletes=True
+    )
+    aliases: Mapped[list["ModelAlias"]] = relationship(
+        order_by="ModelAlias.alias", passive_deletes=True
+    )
+
+
+class ModelVersion(Base):
+    """Version n of a registered model: a trained model, and where it came from (`lineage`)."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("registered_model_id", "version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    registered_model_id: Mapped[str] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    # A dataset deleted with cascade takes its jobs' models, and so their versions.
+    model_id: Mapped[str] = mapped_column(ForeignKey("model.id", ondelete="CASCADE"), index=True)
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    model: Mapped[Model] = relationship()
+
+
+class ModelAlias(Base):
+    """A name (`production`, `champion`, ...) for one version of a registered model."""
+
+    __tablename__ = "model_alias"
+
+    registered_model_id: Mapped[str] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[str] = mapped_column(
+        ForeignKey("model_version.id", ondelete="CASCADE"), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    version: Mapped[ModelVersion] = relationship()
+
+
+class AliasMove(Base):
+    """One change of an alias: who, when, from which version to which (None: set / removed)."""
+
+    __tablename__ = "alias_move"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registered_model_id: Mapped[str] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), index=True
+    )
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    moved_by: Mapped[str] = mapped_column(String(255))
+    moved_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,10 +2,12 @@
 
 Two lookups are remembered per process for that long, so that most requests need no database round
 trip: which principal an API key acts for (`service.keys`), and a model's row for predictions
-(`service.models`). A change made in the same process takes effect at once: revoking a key or
+(`service.models`; for `name@alias` references, what the alias pointed at). A change made in the
+same process takes effect at once: revoking a key or
 deleting a model drops its entry when the transaction commits. A change made elsewhere (another API
 process, `dendrite keys revoke`) is seen at most WINDOW_SECONDS later: until then a revoked key
-still authenticates there, and a deleted model may still answer predictions.
+still authenticates there, a deleted model may still answer predictions, and a moved alias may
+still answer from the version it pointed at before.
 """
 
 import threading
@@ -45,3 +47,7 @@ class Recent(Generic[K, V]):
     def forget(self, key: K) -> None:
         with self._lock:
             self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -13,10 +13,15 @@ class Dependents(BaseModel):
     ids: list[str] = Field(description="The newest first; at most 20.")
 
 
+DependentKind = Literal["jobs", "models", "sweeps", "model_versions"]
+
+
 class DatasetConflict(ErrorBody):
-    dependents: dict[Literal["jobs", "models", "sweeps"], Dependents] | None = Field(
-        default=None,
-        description="What depends on the dataset and would be deleted with it (cascade=true).",
+    dependents: dict[Literal["jobs", "models", "sweeps", "model_versions"], Dependents] | None = (
+        Field(
+            default=None,
+            description="What depends on the dataset and would be deleted with it (cascade=true).",
+        )
     )
 
 

@@ -20,7 +20,7 @@ FORWARD_EXAMPLES = {
 }
 
 
-@router.post("/{model_id}/forward", response_model=ForwardResponse)
+@router.post("/{model_id:path}/forward", response_model=ForwardResponse)
 async def forward_model(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -31,7 +31,7 @@ async def forward_model(
     return await run_in_threadpool(models.forward, session, principal, model_id, request.instance)
 
 
-@router.get("/{model_id}/weights", response_model=WeightsResponse)
+@router.get("/{model_id:path}/weights", response_model=WeightsResponse)
 def get_model_weights(
     session: SessionDep, principal: CurrentPrincipal, model_id: str
 ) -> WeightsResponse:

@@ -1,6 +1,7 @@
 """Trained models: read, predict (JSON or CSV), download."""
 
 import io
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -51,8 +52,19 @@ def list_models(
 
 @router.get("/{model_id}", response_model=ModelRead)
 def get_model(session: SessionDep, principal: CurrentPrincipal, model_id: str) -> ModelRead:
-    """A trained model: its job, task, input schema, outputs (targets, labels), test metrics."""
+    """A trained model: its job, task, input schema, outputs (targets, labels), test metrics.
+    `model_id` may also be `name@alias` (a registered model's alias); wherever a model id is taken
+    (predict, forward, weights, download), `name@alias` and `name/versions/n` are too."""
     return models.to_read(models.get(session, principal, model_id))
+
+
+@router.get("/{name}/versions/{version}", response_model=ModelRead)
+def get_model_version(
+    session: SessionDep, principal: CurrentPrincipal, name: str, version: int
+) -> ModelRead:
+    """The model a registered model's version holds (as `GET /v1/models/{name@alias}` does for
+    an alias)."""
+    return models.to_read(models.get(session, principal, f"{name}/versions/{version}"))
 
 
 def _parse_csv(body: bytes) -> list[dict[str, Any]]:
@@ -86,7 +98,9 @@ def _to_csv(predictions: list[dict[str, Any]]) -> str:
     return str(pd.DataFrame(rows).to_csv(index=False))
 
 
-@router.post("/{model_id}/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY)
+@router.post(
+    "/{model_id:path}/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY
+)
 async def predict(principal: CurrentPrincipal, model_id: str, request: Request) -> Any:
     """Predict from raw rows: JSON `{"instances": [...]}` in, JSON out; or CSV in, CSV out."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
@@ -117,7 +131,7 @@ async def predict(principal: CurrentPrincipal, model_id: str, request: Request) 
 
 
 @router.get(
-    "/{model_id}/download",
+    "/{model_id:path}/download",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
@@ -131,9 +145,13 @@ def download_model(
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(size),
-            "Content-Disposition": f'attachment; filename="dendrite-{model_id}.keras"',
+            "Content-Disposition": f'attachment; filename="dendrite-{_file_name(model_id)}.keras"',
         },
     )
+
+
+def _file_name(model_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model_id)
 
 
 def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
