@@ -120,13 +120,22 @@ def create(
     session: Session, principal: Principal, name: str, description: str | None
 ) -> RegisteredModel:
     registered = RegisteredModel(owner=principal.owner, name=name, description=description)
-    session.add(registered)
     try:
-        session.flush()
+        with session.begin_nested():  # a lost race undoes this insert alone
+            session.add(registered)
     except IntegrityError:
-        session.rollback()
         raise Conflict(f"a registered model named '{name}' exists already", field="name") from None
     return registered
+
+
+def ensure(session: Session, principal: Principal, name: str) -> RegisteredModel:
+    """The caller's registered model `name`, created if there is none."""
+    found = session.scalar(
+        select(RegisteredModel).where(
+            RegisteredModel.owner == principal.owner, RegisteredModel.name == name
+        )
+    )
+    return found if found is not None else create(session, principal, name, None)
 
 
 def get(session: Session, principal: Principal, name: str) -> RegisteredModel:
@@ -155,11 +164,10 @@ def add_version(session: Session, principal: Principal, name: str, model_id: str
         lineage=lineage(model),
         created_by=principal.owner,
     )
-    session.add(version)
     try:
-        session.flush()
-    except IntegrityError:  # another request took that number first
-        session.rollback()
+        with session.begin_nested():  # another request took that number first: undo this alone
+            session.add(version)
+    except IntegrityError:
         raise Conflict(
             f"another version of '{name}' was added at the same moment; send the request again",
             field="model_id",

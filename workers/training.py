@@ -10,15 +10,18 @@ import gc
 import logging
 
 import tensorflow as tf
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from service import leases
+from service import leases, registry
 from service.core import logs, storage
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.errors import DendriteError
 from service.core.orm import Dataset, Job, JobStatus
+from service.keys import Principal
 from service.leases import Attempt
-from service.schemas.jobs import JobCreate
+from service.schemas.jobs import JobCreate, Register
 from workers import attempts, holds, memory, pipeline, repeats, shutdown, timings
 from workers import loop as loops
 from workers.callbacks import Heartbeat, Stop, StopReason
@@ -105,12 +108,30 @@ def _train(attempt: Attempt, request: JobCreate, dataset: Dataset, stop: Stop) -
             row.job_id, row.owner = attempt.job_id, job.owner
             session.add(row)
             if attempts.end(session, attempt, JobStatus.succeeded):
+                if request.register_as is not None:
+                    _register(session, job.owner, row.id, request.register_as)
                 return
             session.rollback()
     storage.delete(row.storage_key)
     log.warning(
         "job %s: another attempt holds it now; this attempt's model is dropped", attempt.job_id
     )
+
+
+def _register(session: Session, owner: str, model_id: str, register: Register) -> None:
+    """The job's `register`: its model as the next version (and the alias moved), in the
+    transaction that ends the job; if that fails, the job still succeeds, and says so in the log."""
+    principal = Principal(owner=owner)
+    try:
+        with session.begin_nested():
+            registry.ensure(session, principal, register.name)
+            version = registry.add_version(session, principal, register.name, model_id)
+            if register.alias is not None:
+                registry.set_alias(
+                    session, principal, register.name, register.alias, version.version
+                )
+    except (DendriteError, SQLAlchemyError) as error:
+        log.warning("the model %s was not registered as '%s': %s", model_id, register.name, error)
 
 
 def _stopped(attempt: Attempt, reason: StopReason) -> None:

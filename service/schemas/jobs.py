@@ -16,6 +16,7 @@ from pydantic import (
 
 from service.schemas import examples
 from service.schemas.network import EarlyStopping, Network, Optimizer
+from service.schemas.registry import ALIAS_PATTERN, NAME_PATTERN
 from service.schemas.repeats import RepeatsSummary
 
 
@@ -122,6 +123,17 @@ def _callback_url(value: str) -> str:
     return url
 
 
+class Register(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="The registered model's name.")
+    alias: str | None = Field(
+        default=None,
+        pattern=ALIAS_PATTERN,
+        description="e.g. production: moved to the new version.",
+    )
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -157,6 +169,18 @@ class JobCreate(BaseModel):
         "addresses are reached (the server's DENDRITE_WEBHOOK_ALLOWED_HOSTS may permit others).",
         examples=["https://example.com/hooks/dendrite"],
     )
+    register_as: Register | None = Field(
+        default=None,
+        description="When the job succeeds, register its model as the next version of this "
+        "registered model (created if you have none by that name), and point `alias` at it if "
+        "given. Single jobs only (not repeated jobs or sweeps).",
+    )
+
+    @model_validator(mode="after")
+    def _register_single_jobs(self) -> "JobCreate":
+        if self.register_as is not None and self.repeats > 1:
+            raise ValueError("register_as applies to single jobs, not to repeated ones")
+        return self
 
 
 class Progress(BaseModel):

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.schemas import examples
 from service.schemas.jobs import JobCreate
@@ -33,7 +33,10 @@ class SweepCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [examples.CONCRETE_SWEEP]}
     )
 
-    base: JobCreate = Field(description="The job request every trial starts from.")
+    base: JobCreate = Field(
+        description="The job request every trial starts from (without `register_as`: register "
+        "the best trial's model yourself)."
+    )
     search: Literal["grid", "random"] = Field(
         default="grid",
         description="grid: every combination of the listed values; random: `max_trials` draws.",
@@ -66,6 +69,16 @@ class SweepCreate(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, lt=2**31, description="Seeds the random search's draws."
     )
+
+    @field_validator("base")
+    @classmethod
+    def _no_registration(cls, base: JobCreate) -> JobCreate:
+        if base.register_as is not None:
+            raise ValueError(
+                "register_as applies to single jobs: a sweep would register every trial; "
+                "register the best trial's model (POST /v1/registered-models/{name}/versions)"
+            )
+        return base
 
 
 class TrialRead(BaseModel):

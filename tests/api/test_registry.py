@@ -157,3 +157,38 @@ def test_a_dataset_behind_a_version_is_deleted_only_with_the_cascade(
     assert client.delete(f"/v1/datasets/{dataset_id}?cascade=true").status_code == 204
     read = client.get("/v1/registered-models/strength").json()
     assert read["latest_version"] is None and read["aliases"] == {}
+
+
+def test_a_job_registers_its_model_when_it_succeeds(client: TestClient, upload: Upload) -> None:
+    upload("concrete_data.csv", name="concrete")
+    models = []
+    for seed in (1, 2):
+        body = concrete_job("concrete")
+        body["training"] |= {"epochs": 1, "seed": seed}
+        body["register_as"] = {"name": "strength", "alias": "production"}
+        job_id = client.post("/v1/jobs", json=body).json()["id"]
+        run_job(job_id)
+        models.append(client.get(f"/v1/jobs/{job_id}").json()["model_id"])
+
+    versions = client.get("/v1/registered-models/strength/versions").json()
+    assert [v["model_id"] for v in versions] == models
+    assert client.get("/v1/registered-models/strength").json()["aliases"] == {"production": 2}
+    assert client.get("/v1/models/strength@production").json()["id"] == models[1]
+    moves = client.get("/v1/registered-models/strength/alias-moves").json()
+    assert [(m["from_version"], m["to_version"]) for m in moves] == [(None, 1), (1, 2)]
+
+
+def test_register_is_for_single_jobs(client: TestClient) -> None:
+    body = concrete_job("concrete")
+    body |= {"repeats": 3, "register_as": {"name": "strength"}}
+    body["training"]["test_split"] = 0.2
+    assert client.post("/v1/jobs", json=body).status_code == 422
+    body = concrete_job("concrete") | {"register_as": {"name": "bad/name"}}
+    assert client.post("/v1/jobs", json=body).status_code == 422
+
+
+def test_a_sweep_does_not_register_its_trials(client: TestClient) -> None:
+    base = concrete_job("concrete") | {"register_as": {"name": "strength"}}
+    body = {"base": base, "parameters": {"training.epochs": [1, 2]}}
+    response = client.post("/v1/sweeps", json=body)
+    assert response.status_code == 422 and "register_as" in response.text

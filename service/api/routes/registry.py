@@ -69,9 +69,7 @@ def list_versions(
 ) -> list[VersionRead]:
     """Every version, oldest first, with its lineage."""
     registered = registry.get(session, principal, name)
-    return [
-        registry.version_to_read(registered, v) for v in registry.versions(session, principal, name)
-    ]
+    return [registry.version_to_read(registered, v) for v in registered.versions]
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionRead)
