@@ -14,9 +14,10 @@ from service.api.key_before_body import KeyBeforeBody
 from service.api.limits import RequestLimits
 from service.api.prometheus import RequestMetrics
 from service.api.quota_before_body import QuotaBeforeBody
-from service.api.routes import datasets, health, models, validation
+from service.api.routes import datasets, health, inference_v2, models, validation
 from service.api.routes import diagnostics as diagnostic_routes
 from service.api.routes import events as event_routes
+from service.api.routes import export as export_routes
 from service.api.routes import inspection as inspection_routes
 from service.api.routes import jobs as job_routes
 from service.api.routes import prometheus as metric_routes
@@ -106,9 +107,11 @@ def create_app() -> FastAPI:
         app.include_router(router)
     app.include_router(diagnostic_routes.router)
     app.include_router(inspection_routes.router)
+    app.include_router(export_routes.router)
     app.include_router(repeat_routes.router)
     app.include_router(sweep_routes.router)
     app.include_router(registry_routes.router)
+    app.include_router(inference_v2.router)
     app.include_router(event_routes.router)
     app.include_router(webhook_routes.router)
     return app

@@ -54,7 +54,7 @@ def page(
     return list(items), total
 
 
-class _Served(NamedTuple):
+class Served(NamedTuple):
     """What a prediction needs of a model's row."""
 
     owner: str
@@ -66,7 +66,7 @@ class _Served(NamedTuple):
 # A model never changes once saved, so a prediction skips the database for a model looked up a
 # moment ago; only a deletion reaches it later. How stale it may be: `service.core.recent`.
 # A reference (`name@alias`) is remembered per owner, and forgotten when an alias moves here.
-_recent_models: Recent[str, _Served] = Recent(maxsize=1024)
+_recent_models: Recent[str, Served] = Recent(maxsize=1024)
 registry.watch(_recent_models.clear)
 
 
@@ -74,17 +74,22 @@ def _cache_key(principal: Principal, model_id: str) -> str:
     return f"{principal.owner}\x00{model_id}" if registry.is_reference(model_id) else model_id
 
 
-def predict(principal: Principal, model_id: str, instances: list[Any]) -> list[Any]:
-    """The model's predictions for `instances`. Its own short unit of work, or none for a model
-    looked up a moment ago."""
+def served(principal: Principal, model_id: str) -> Served:
+    """The row a prediction needs: its own short unit of work, or none for a model looked up a
+    moment ago."""
     key = _cache_key(principal, model_id)
     found = _recent_models.get(key)
     if found is None or not principal.can_see(found.owner):
-        # Look the model up before the import: an unknown id needs no TensorFlow.
         with session_scope() as session:
             model = get(session, principal, model_id)
-            found = _Served(model.owner, model.storage_key, model.input_schema, model.outputs)
+            found = Served(model.owner, model.storage_key, model.input_schema, model.outputs)
         _recent_models.put(key, found)
+    return found
+
+
+def predict(principal: Principal, model_id: str, instances: list[Any]) -> list[Any]:
+    """The model's predictions for `instances`."""
+    found = served(principal, model_id)  # an unknown id needs no TensorFlow
     from service.ml import inference  # loads TensorFlow on first use, not at API start
 
     return inference.predict(found.storage_key, found.input_schema, found.outputs, instances)

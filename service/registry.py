@@ -46,7 +46,8 @@ def is_reference(model_ref: str) -> bool:
 
 
 def watch(callback: Callable[[], None]) -> None:
-    """Call `callback` whenever an alias moves in this process, once the move commits."""
+    """Call `callback` whenever an alias moves or a version is added in this process, once the
+    change commits."""
     _moved.append(callback)
 
 
@@ -172,6 +173,7 @@ def add_version(session: Session, principal: Principal, name: str, model_id: str
             f"another version of '{name}' was added at the same moment; send the request again",
             field="model_id",
         ) from None
+    _changed(session)  # the latest version serves a name without a production alias
     return version
 
 

@@ -34,7 +34,7 @@ class KeyBeforeBody:
         if (
             scope["type"] == "http"
             and scope["method"] in BODY_METHODS
-            and scope["path"].startswith("/v1/")
+            and scope["path"].startswith(("/v1/", "/v2/"))
             and get_settings().auth_enabled
         ):
             token = _bearer_token(Headers(scope=scope).get("authorization"))

@@ -161,7 +161,7 @@ def test_openapi_declares_bearer_scheme_on_every_v1_operation(anonymous: TestCli
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             # /metrics takes a key too by default (DENDRITE_METRICS_EXPOSURE=key)
-            protected = path.startswith("/v1/") or path == "/metrics"
+            protected = path.startswith(("/v1/", "/v2/models")) or path == "/metrics"
             expected = [{"HTTPBearer": []}] if protected else None
             assert operation.get("security") == expected, f"{method} {path}"
             assert ("401" in operation["responses"]) == protected, f"{method} {path}"
