@@ -143,6 +143,45 @@ def right_after(run: Run, service: Service, steady_p50: float) -> None:
     )
 
 
+def open_inference(
+    run: Run,
+    service: Service,
+    model_id: str,
+    schema: dict[str, Any],
+    v1_p50: float,
+    repeats: int,
+) -> None:
+    """1-row inference through the Open Inference Protocol (`/v2/models/{name}/infer`) on the
+    same model, registered under a name, against `/v1/.../predict`'s p50 above."""
+    name = f"bench-{model_id[:8]}"
+    service.client.post("/v1/registered-models", json={"name": name}).raise_for_status()
+    service.client.post(
+        f"/v1/registered-models/{name}/versions", json={"model_id": model_id}
+    ).raise_for_status()
+    (row,) = rows(1)
+    body = {
+        "inputs": [
+            {"name": f["name"], "shape": [1, 1], "datatype": "FP32", "data": [row[f["name"]]]}
+            for f in schema["features"]
+        ]
+    }
+    times = latencies(service.client, f"/v2/models/{name}/infer", body, repeats)
+    p50 = percentile(times, 0.5)
+    run.add(
+        Figure(
+            "c",
+            "Open Inference Protocol: infer 1 row over HTTP, p50",
+            p50,
+            "ms",
+            goal="ratio <= 1.2",
+            passed=p50 <= 1.2 * v1_p50,
+            baseline=v1_p50,
+            baseline_name="/v1 predict 1 row, p50 (above)",
+            note=f"p99 {percentile(times, 0.99):.2f} ms",
+        )
+    )
+
+
 def run(run: Run, service: Service) -> None:
     model_id = concrete.model(run, service)
     model = service.client.get(f"/v1/models/{model_id}").json()
@@ -198,6 +237,7 @@ def run(run: Run, service: Service) -> None:
         )
     )
     right_after(run, service, percentile(one, 0.5))
+    open_inference(run, service, model_id, schema, percentile(one, 0.5), repeats)
     p50_1000 = percentile(thousand, 0.5)
     run.add(
         Figure(
