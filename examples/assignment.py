@@ -10,7 +10,7 @@ each trained on a new random 70/30 train/test split, and the mean and standard d
     python examples/assignment.py [--parts ABCD] [--repeats 50] [--url URL] [--key KEY] [--quick]
 """
 
-from dendrite_client import Client, arguments
+from common import DATA, arguments, connect
 
 PARTS = {
     "A": {"normalize": False, "epochs": 50, "hidden": 1},
@@ -50,28 +50,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
-    client = Client(args.url, args.key)
-    dataset = client.upload("concrete_data.csv", "concrete")
+    client = connect(args)
+    dataset = client.upload(DATA / "concrete_data.csv", "concrete")
     # All parts are submitted at once: their repeats share the workers.
     jobs = {
-        p: client.post("/v1/jobs", request(dataset["id"], p, repeats, args.quick))
-        for p in args.parts.upper()
+        p: client.submit(request(dataset.id, p, repeats, args.quick)) for p in args.parts.upper()
     }
     results = {}
     for part, job in jobs.items():
-        print(f"part {part}: job {job['id']}")
-        job = client.wait(f"/v1/jobs/{job['id']}", every=2.0)
-        if job["status"] != "succeeded":
-            raise SystemExit(f"part {part}: job {job['id']} {job['status']}: {job['error']}")
+        print(f"part {part}: job {job.id}")
+        job = client.wait(job.id, poll=2.0)
+        if job.status != "succeeded" or job.repeats is None:
+            raise SystemExit(f"part {part}: job {job.id} {job.status}: {job.error}")
         results[part] = job
     print(f"\nmean test MSE over {repeats} repeats (population std):")
     for part, job in results.items():
-        mse = job["repeats"]["test_metrics"]["loss"]
-        seconds = job["duration_seconds"] or 0.0
+        assert job.repeats is not None
+        mse = job.repeats.test_metrics["loss"]
+        seconds = job.duration_seconds or 0.0
         students = STUDENTS.get(part, "-")
         print(
-            f"  {part}: {mse['mean']:8.2f} +- {mse['std']:7.2f}   "
-            f"(min {mse['min']:.1f}, max {mse['max']:.1f}; {seconds:.0f} s; "
+            f"  {part}: {mse.mean:8.2f} +- {mse.std:7.2f}   "
+            f"(min {mse.min:.1f}, max {mse.max:.1f}; {seconds:.0f} s; "
             f"students: {students})"
         )
 

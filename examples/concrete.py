@@ -4,18 +4,17 @@
     python examples/concrete.py [--url URL] [--key KEY] [--quick]
 """
 
-from dendrite_client import Client, arguments
+from common import DATA, arguments, connect
 
 
 def main() -> None:
     args = arguments(__doc__ or "").parse_args()
-    client = Client(args.url, args.key)
-    dataset = client.upload("concrete_data.csv", "concrete")
-    print(f"dataset {dataset['id']}: {dataset['rows']} rows")
-    job = client.post(
-        "/v1/jobs",
+    client = connect(args)
+    dataset = client.upload(DATA / "concrete_data.csv", "concrete")
+    print(f"dataset {dataset.id}: {dataset.rows} rows")
+    job = client.submit(
         {
-            "dataset_id": dataset["id"],
+            "dataset_id": dataset.id,
             "task": "regression",
             "target": "Strength",
             "network": {
@@ -33,11 +32,12 @@ def main() -> None:
             },
         },
     )
-    job = client.wait(f"/v1/jobs/{job['id']}")
-    if job["status"] != "succeeded":
-        raise SystemExit(f"job {job['id']} {job['status']}: {job['error']}")
-    history = client.get(f"/v1/jobs/{job['id']}/history")["epochs"]
-    first, last = history[0]["metrics"], history[-1]["metrics"]
+    print(f"job {job.id}: {job.status}")
+    job = client.wait(job.id)
+    if job.status != "succeeded" or job.model_id is None:
+        raise SystemExit(f"job {job.id} {job.status}: {job.error}")
+    history = client.history(job.id).epochs
+    first, last = history[0].metrics, history[-1].metrics
     print(f"epoch 1: loss {first['loss']:.1f}, val_loss {first['val_loss']:.1f}")
     print(f"epoch {len(history)}: loss {last['loss']:.1f}, val_loss {last['val_loss']:.1f}")
     row = {
@@ -50,10 +50,9 @@ def main() -> None:
         "Fine Aggregate": 676.0,
         "Age": 28,
     }
-    predicted = client.post(f"/v1/models/{job['model_id']}/predict", {"instances": [row]})
+    (predicted,) = client.predict(job.model_id, [row])
     print(
-        f"predicted strength of the file's first row (79.99 measured): "
-        f"{predicted['predictions'][0]['Strength']:.2f}"
+        f"predicted strength of the file's first row (79.99 measured): {predicted['Strength']:.2f}"
     )
 
 

@@ -5,17 +5,16 @@ categorical cross-entropy, evaluated on the file's test images (tests/data/mnist
     python examples/mnist.py [--url URL] [--key KEY] [--quick]
 """
 
-from dendrite_client import Client, arguments
+from common import DATA, arguments, connect
 
 
 def main() -> None:
     args = arguments(__doc__ or "").parse_args()
-    client = Client(args.url, args.key)
-    dataset = client.upload("mnist_small.npz", "mnist")
-    job = client.post(
-        "/v1/jobs",
+    client = connect(args)
+    dataset = client.upload(DATA / "mnist_small.npz", "mnist")
+    job = client.submit(
         {
-            "dataset_id": dataset["id"],
+            "dataset_id": dataset.id,
             "task": "classification",
             "target": "y",
             "network": {
@@ -35,15 +34,14 @@ def main() -> None:
             },
         },
     )
-    job = client.wait(f"/v1/jobs/{job['id']}")
-    if job["status"] != "succeeded":
-        raise SystemExit(f"job {job['id']} {job['status']}: {job['error']}")
-    model = client.get(f"/v1/models/{job['model_id']}")
-    metrics = model["test_metrics"]
+    job = client.wait(job.id)
+    if job.status != "succeeded" or job.model_id is None:
+        raise SystemExit(f"job {job.id} {job.status}: {job.error}")
+    metrics = client.model(job.model_id).test_metrics or {}
     print(f"test accuracy {metrics['accuracy']:.4f}, test loss {metrics['loss']:.4f}")
     blank = [[0] * 28 for _ in range(28)]
-    predicted = client.post(f"/v1/models/{job['model_id']}/predict", {"instances": [blank]})
-    print(f"a blank image is read as: {predicted['predictions'][0]}")
+    (predicted,) = client.predict(job.model_id, [blank])
+    print(f"a blank image is read as: {predicted}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ learning curves in any case.
     python examples/vanishing_gradient.py [--url URL] [--key KEY] [--quick]
 """
 
-from dendrite_client import Client, DendriteError, arguments
+from common import DATA, arguments, connect
+from dendrite_client import DendriteError
 
 
 def network(activation: str) -> dict[str, object]:
@@ -17,15 +18,14 @@ def network(activation: str) -> dict[str, object]:
 
 def main() -> None:
     args = arguments(__doc__ or "").parse_args()
-    client = Client(args.url, args.key)
-    dataset = client.upload("concrete_data.csv", "concrete")
+    client = connect(args)
+    dataset = client.upload(DATA / "concrete_data.csv", "concrete")
     epochs = 2 if args.quick else 30
     jobs = {}
     for activation in ("sigmoid", "relu"):
-        jobs[activation] = client.post(
-            "/v1/jobs",
+        jobs[activation] = client.submit(
             {
-                "dataset_id": dataset["id"],
+                "dataset_id": dataset.id,
                 "task": "regression",
                 "target": "Strength",
                 "network": network(activation),
@@ -38,15 +38,15 @@ def main() -> None:
             },
         )
     for activation, job in jobs.items():
-        print(f"{activation}: job {job['id']}")
-        job = client.wait(f"/v1/jobs/{job['id']}")
-        if job["status"] != "succeeded":
-            raise SystemExit(f"job {job['id']} {job['status']}: {job['error']}")
-        history = client.get(f"/v1/jobs/{job['id']}/history")["epochs"]
-        curve = [round(row["metrics"]["val_loss"], 1) for row in history]
+        print(f"{activation}: job {job.id}")
+        job = client.wait(job.id)
+        if job.status != "succeeded":
+            raise SystemExit(f"job {job.id} {job.status}: {job.error}")
+        history = client.history(job.id).epochs
+        curve = [round(row.metrics["val_loss"], 1) for row in history]
         print(f"  val_loss by epoch: {curve[:5]} ... {curve[-3:]}")
         try:
-            diagnostics = client.get(f"/v1/jobs/{job['id']}/diagnostics")
+            diagnostics = client.get(f"/v1/jobs/{job.id}/diagnostics")
         except DendriteError as error:
             print(f"  (no gradient diagnostics on this server: {error})")
             continue
