@@ -27,6 +27,7 @@ from service.core.errors import InvalidInput, NotFound
 from service.core.orm import ModelAlias, ModelVersion
 from service.core.recent import Recent
 from service.keys import Principal
+from service.schemas.models import MAX_INSTANCES
 
 DEFAULT_ALIAS = "production"
 NUMERIC = {
@@ -169,9 +170,15 @@ def instances(served: models.Served, inputs: Any) -> list[Any]:
         name, shape, data = _flat(tensor)
         tensors[name] = (shape, data, tensor["datatype"])
     schema = served.input_schema
-    if schema["kind"] == "array":
-        return _array_rows(schema, tensors)
-    return _table_rows(schema["features"], tensors)
+    rows = _array_rows(schema, tensors) if schema["kind"] == "array" else None
+    if rows is None:
+        rows = _table_rows(schema["features"], tensors)
+    if len(rows) > MAX_INSTANCES:
+        raise InvalidInput(
+            f"the inputs hold {len(rows):,} rows; one request infers at most {MAX_INSTANCES:,} "
+            "(as /v1/.../predict): split them into several requests"
+        )
+    return rows
 
 
 def _array_rows(schema: dict[str, Any], tensors: dict[str, Any]) -> list[Any]:

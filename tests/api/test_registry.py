@@ -102,6 +102,9 @@ def test_references_work_wherever_a_model_id_does(
         assert client.get(f"/v1/models/{reference}/weights").json()["model_id"] == two_models[1]
         forward = client.post(f"/v1/models/{reference}/forward", json={"instance": ROW})
         assert forward.json()["model_id"] == two_models[1]
+        exported = client.get(f"/v1/models/{reference}/export", params={"format": "onnx"})
+        assert exported.status_code == 200, exported.text
+        assert two_models[1] in exported.headers["content-disposition"]
 
 
 def test_registry_errors_name_what_is_wrong(client: TestClient, two_models: list[str]) -> None:

@@ -48,8 +48,9 @@ COURSE_JOB: dict[str, Any] = {
         "seed": 42,
     },
 }
-# Long enough (about a minute on one worker) to be killed after its first checkpoint.
-LONG_EPOCHS = 1500
+# Long enough to be killed after its first checkpoint (10 s in) and still running: an epoch of the
+# course network takes a few milliseconds (workers/loop.py), so about 30-60 s on one worker.
+LONG_EPOCHS = 6000
 ROW = {
     "Cement": 540.0,
     "Blast Furnace Slag": 0.0,

@@ -38,7 +38,7 @@ def _lookup(principal: Principal, model_id: str) -> tuple[str, str]:
 
 
 @router.get(
-    "/{model_id}/export",
+    "/{model_id:path}/export",
     response_class=StreamingResponse,
     responses={
         200: {
