@@ -17,6 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.core import errors, orm
 from service.core.after_commit import after_commit
+from service.core.config import get_settings
 from service.core.recent import Recent
 
 KEY_PREFIX = "dk_"
@@ -138,3 +139,82 @@ def authenticate(session: Session, token: str | None, now: datetime | None = Non
         key.last_used_at = now
         session.flush()
     return Principal(owner=key.owner, is_admin=key.is_admin)
+
+
+def require_admin(principal: Principal) -> None:
+    """`errors.Forbidden` unless `principal` is an admin."""
+    if not principal.is_admin:
+        raise errors.Forbidden(
+            "only an admin key may manage API keys; ask an admin (or the operator: "
+            "`dendrite keys create NAME --admin`)"
+        )
+
+
+def get(session: Session, key_id: str) -> orm.ApiKey:
+    """A key by its id."""
+    key = session.get(orm.ApiKey, key_id)
+    if key is None:
+        raise errors.NotFound(f"no API key has the id '{key_id}'", field="key_id")
+    return key
+
+
+# The web console's sessions. A cookie names a key by id and is signed with that key's stored
+# digest: only someone who held the key (or the database) can make one, revoking the key ends
+# every session it opened, and neither the key nor its digest is in the cookie. Nothing is stored.
+SESSION_LIFETIME = timedelta(hours=12)
+# Without authentication every session is the local admin's, signed with this process's secret.
+_LOCAL_SECRET = secrets.token_hex(32)
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A signed-in console: who it acts for and the token its forms carry (CSRF)."""
+
+    principal: Principal
+    csrf_token: str
+
+
+def _sign(secret: str, message: str) -> str:
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def open_session(session: Session, token: str | None, now: datetime | None = None) -> str:
+    """Sign in to the console with a key (`authenticate`); returns the session cookie's value."""
+    now = now or orm.utcnow()
+    if token is None and not get_settings().auth_enabled:
+        key_id, secret = "local", _LOCAL_SECRET
+    else:
+        authenticate(session, token, now)
+        key = session.scalar(
+            select(orm.ApiKey).where(orm.ApiKey.key_sha256 == _digest(token or ""))
+        )
+        assert key is not None  # authenticate found it
+        key_id, secret = key.id, key.key_sha256
+    message = f"{key_id}.{int(now.timestamp())}.{secrets.token_urlsafe(16)}"
+    return f"{message}.{_sign(secret, message)}"
+
+
+def resume_session(
+    session: Session, cookie: str | None, now: datetime | None = None
+) -> ConsoleSession:
+    """The console session a cookie holds; `errors.Unauthorized` when it is missing, forged,
+    expired, or its key was revoked."""
+    expired = errors.Unauthorized("sign in to the console with an API key")
+    parts = (cookie or "").split(".")
+    if len(parts) != 4 or not parts[1].isdigit():
+        raise expired
+    key_id, issued, _, mac = parts
+    now = now or orm.utcnow()
+    if now.timestamp() - int(issued) > SESSION_LIFETIME.total_seconds():
+        raise expired
+    if key_id == "local" and not get_settings().auth_enabled:
+        secret, principal = _LOCAL_SECRET, LOCAL
+    else:
+        key = session.get(orm.ApiKey, key_id)
+        if key is None or key.revoked_at is not None:
+            raise expired
+        secret, principal = key.key_sha256, Principal(owner=key.owner, is_admin=key.is_admin)
+    message = ".".join(parts[:3])
+    if not hmac.compare_digest(mac, _sign(secret, message)):
+        raise expired
+    return ConsoleSession(principal, csrf_token=_sign(secret, "csrf." + message))

@@ -19,6 +19,7 @@ from service.api.routes import diagnostics as diagnostic_routes
 from service.api.routes import events as event_routes
 from service.api.routes import export as export_routes
 from service.api.routes import inspection as inspection_routes
+from service.api.routes import keys as key_routes
 from service.api.routes import jobs as job_routes
 from service.api.routes import prometheus as metric_routes
 from service.api.routes import registry as registry_routes
@@ -114,4 +115,5 @@ def create_app() -> FastAPI:
     app.include_router(inference_v2.router)
     app.include_router(event_routes.router)
     app.include_router(webhook_routes.router)
+    app.include_router(key_routes.router)
     return app

@@ -3,6 +3,7 @@
 DendriteError
 ├── BadRequest (400)
 ├── Unauthorized (401, WWW-Authenticate: Bearer)
+├── Forbidden (403: an admin's operation)
 ├── NotFound (404)
 ├── Conflict (409)
 │   └── HasDependents (409, with the envelope's `dependents`)
@@ -45,6 +46,11 @@ class Unauthorized(DendriteError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(DendriteError):
+    status_code = 403
+    kind = "forbidden"
 
 
 class NotFound(DendriteError):
