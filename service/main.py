@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service import recovery, webhooks
-from service.api import errors
+from service.api import docs, errors
 from service.api.key_before_body import KeyBeforeBody
 from service.api.limits import RequestLimits
 from service.api.prometheus import RequestMetrics
@@ -90,6 +90,8 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=errors.RESPONSES,
+        docs_url=None,  # docs.install serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(RequestLimits)
@@ -116,4 +118,5 @@ def create_app() -> FastAPI:
     app.include_router(event_routes.router)
     app.include_router(webhook_routes.router)
     app.include_router(key_routes.router)
+    docs.install(app)
     return app

@@ -1,9 +1,8 @@
 """Headers every response carries, as mature services send them: no MIME sniffing, no framing
 (X-Frame-Options for old browsers, CSP frame-ancestors for new ones), no Referer sent on.
 
-A response that sets its own Content-Security-Policy keeps it (the job page's is tight);
-others get `frame-ancestors 'none'` only, which restricts no asset: /docs loads Swagger UI's
-from a CDN.
+A response that sets its own Content-Security-Policy keeps it (the job page's and the docs
+pages' are tight: `service.api.job_page`, `service.api.docs`); others get `frame-ancestors 'none'`.
 """
 
 from starlette.datastructures import MutableHeaders
