@@ -1,5 +1,5 @@
 """Gradient diagnostics: what the worker measures each epoch (workers/diagnostics.py), the rules
-that flag vanishing and exploding gradients, and reading them back per job."""
+that flag dead layers and vanishing and exploding gradients, and reading them back per job."""
 
 import math
 from typing import Any
@@ -37,16 +37,24 @@ RULES = {
         f"fixed probe batch of up to {PROBE_ROWS} training rows (drawn once with the job's seed), "
         "after each epoch, with dropout off"
     ),
-    "dead": (
+    "dead_fraction": (
         f"{' and '.join(DEAD_ACTIVATIONS)} layers: the share of units (channels, for "
         "convolutions) whose output is 0 for every probe sample"
     ),
-    "saturated": (
+    "saturated_fraction": (
         f"{', '.join(ASYMPTOTES)} layers: the share of units whose output lies within "
         f"{SATURATION_EPS} of an asymptote of the activation for at least {SATURATED_SHARE:.0%} "
         "of the probe samples (there the activation's derivative is under 1 % of its peak)"
     ),
-    "vanishing": (f"first layer's kernel gradient norm / output layer's < {VANISHING_RATIO:.0e}"),
+    "dead": (
+        f"a {' or '.join(DEAD_ACTIVATIONS)} layer whose units are all dead (dead_fraction 1), or "
+        "a layer whose kernel gradient norm is exactly 0: no gradient reaches it, so it cannot "
+        "learn (a gradient of exactly 0 is dead, not vanishing)"
+    ),
+    "vanishing": (
+        f"first layer's kernel gradient norm / output layer's < {VANISHING_RATIO:.0e}, the "
+        "first layer's norm above 0 and no layer dead"
+    ),
     "exploding": (
         f"a kernel gradient norm > {EXPLODING_NORM:.0e} or not finite, or first layer's kernel "
         f"gradient norm / output layer's > {EXPLODING_RATIO:.0e}"
@@ -67,9 +75,16 @@ def assess(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for layer in large:
         detail = f"{layer['name']}: kernel gradient norm {layer['gradient_norm']:.2e}"
         flags.append(_flag("exploding", f"{detail} > {EXPLODING_NORM:.0e}", [layer["name"]]))
-    if len(kernels) >= 2:
+    dead = _dead(layers)
+    if dead:
+        detail = "; ".join(dead.values())
+        hidden = [layer["name"] for layer in kernels[:-1]]
+        if hidden and set(hidden) <= set(dead):
+            detail = f"every hidden layer is dead, so the network cannot learn: {detail}"
+        flags.append(_flag("dead", detail, list(dead)))
+    if len(kernels) >= 2 and not dead:
         first, last = kernels[0], kernels[-1]
-        if last["gradient_norm"] > 0:
+        if first["gradient_norm"] > 0 and last["gradient_norm"] > 0:
             ratio = first["gradient_norm"] / last["gradient_norm"]
             detail = (
                 f"kernel gradient norm of {first['name']} ({first['gradient_norm']:.2e}) / "
@@ -81,6 +96,20 @@ def assess(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
             elif ratio > EXPLODING_RATIO:
                 flags.append(_flag("exploding", f"{detail} > {EXPLODING_RATIO:.0e}", names))
     return flags
+
+
+def _dead(layers: list[dict[str, Any]]) -> dict[str, str]:
+    """Each dead layer's name, with why it is dead."""
+    dead = {}
+    for layer in layers:
+        reasons = []
+        if layer["dead_fraction"] is not None and layer["dead_fraction"] >= 1.0:
+            reasons.append(f"every unit of its {layer['activation']} outputs 0 on every sample")
+        if layer["gradient_norm"] == 0:
+            reasons.append("kernel gradient norm exactly 0")
+        if reasons:
+            dead[layer["name"]] = f"{layer['name']}: {' and '.join(reasons)}"
+    return dead
 
 
 def _flag(kind: str, detail: str, layers: list[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ class LayerDiagnostic(BaseModel):
 
 
 class DiagnosticFlag(BaseModel):
-    kind: Literal["vanishing", "exploding"]
+    kind: Literal["dead", "vanishing", "exploding"]
     rule: str = Field(description="The rule that raised the flag.")
     detail: str = Field(description="The numbers that broke the rule.")
     layers: list[str]

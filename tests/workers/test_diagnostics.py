@@ -41,8 +41,8 @@ def _train(session: Session, layers: list[dict[str, Any]], **training: Any) -> J
     return job
 
 
-def _six(activation: str) -> list[dict[str, Any]]:
-    return [{"type": "dense", "units": 50, "activation": activation}] * 6
+def _six(activation: str, units: int = 50) -> list[dict[str, Any]]:
+    return [{"type": "dense", "units": units, "activation": activation}] * 6
 
 
 def test_six_sigmoid_layers_vanish_after_epoch_one_and_are_flagged(session: Session) -> None:
@@ -67,6 +67,19 @@ def test_six_relu_layers_keep_their_gradient_and_are_not_flagged(session: Sessio
     assert ratio is not None and 0.1 < ratio < 2.0  # the course: about 0.5
     assert epoch.flags == []
     assert all(0.0 <= layer["dead_fraction"] < 1.0 for layer in epoch.layers[:-1])
+
+
+def test_six_relu_layers_killed_by_sgd_are_flagged_dead_not_vanishing(session: Session) -> None:
+    # The example's old settings: SGD 0.01 on the raw MPa targets kills every ReLU in epoch 1.
+    sgd = {"name": "sgd", "learning_rate": 0.01}
+    job = _train(session, _six("relu", units=10), epochs=1, optimizer=sgd, seed=42)
+
+    [epoch] = diagnostics.rows(session, job.id)
+    assert [flag["kind"] for flag in epoch.flags] == ["dead"]
+    assert epoch.flags[0]["detail"].startswith("every hidden layer is dead")
+    assert epoch.flags[0]["rule"] == diagnostics.RULES["dead"]
+    assert all(layer["gradient_norm"] == 0.0 for layer in epoch.layers[:-1])
+    assert any(layer["dead_fraction"] == 1.0 for layer in epoch.layers[:-1])
 
 
 def test_regression_keeps_a_sample_of_validation_predictions(session: Session) -> None:

@@ -30,7 +30,7 @@ _PLOT_RESPONSES: dict[int | str, dict[str, object]] = {
 def get_job_diagnostics(
     session: SessionDep, principal: CurrentPrincipal, job_id: str
 ) -> DiagnosticsRead:
-    """Per epoch and layer: gradient norm, dead or saturated units; vanishing/exploding flags."""
+    """Per epoch and layer: gradient norm, dead or saturated units; dead, vanishing, exploding."""
     return diagnostics.read(session, principal, job_id)
 
 
