@@ -95,12 +95,19 @@ def create(
 
 
 def storage_used(session: Session, owner: str) -> int:
-    """Bytes of the owner's stored datasets and models: what the storage quota counts."""
+    """Bytes of the owner's stored datasets, models and batch-prediction files: what the storage
+    quota counts."""
     used = 0
     for table in (orm.Dataset, orm.Model):
         total = select(func.coalesce(func.sum(table.size_bytes), 0)).where(table.owner == owner)
         used += int(session.scalar(total) or 0)
-    return used
+    files = orm.BatchPrediction.result_bytes + orm.BatchPrediction.errors_bytes
+    predictions = (
+        select(func.coalesce(func.sum(files), 0))
+        .join(orm.Job, orm.Job.id == orm.BatchPrediction.job_id)
+        .where(orm.Job.owner == owner)
+    )
+    return used + int(session.scalar(predictions) or 0)
 
 
 def check_quota(session: Session, principal: Principal, size: int) -> None:
@@ -281,6 +288,12 @@ def delete(session: Session, principal: Principal, dataset_id: str, cascade: boo
     model_keys = session.scalars(
         select(orm.Model.storage_key).join(orm.Job).where(orm.Job.dataset_id == dataset_id)
     ).all()
+    prediction_files = session.execute(
+        select(orm.BatchPrediction.result_key, orm.BatchPrediction.errors_key)
+        .join(orm.Job, orm.Job.id == orm.BatchPrediction.job_id)
+        .where(orm.Job.dataset_id == dataset_id)
+    ).all()
+    model_keys = [*model_keys, *(key for row in prediction_files for key in row if key)]
     # Sweeps left without a trial would read as failed: they go with their last trial.
     emptied = (
         select(orm.Sweep.id)
@@ -308,7 +321,10 @@ def _dependents(session: Session, dataset_id: str) -> dict[str, list[str]]:
     on_dataset = orm.Job.dataset_id == dataset_id
     queries = {
         "jobs": select(orm.Job.id, orm.Job.created_at).where(
-            on_dataset, orm.Job.parent_id.is_(None)
+            on_dataset, orm.Job.parent_id.is_(None), orm.Job.kind == orm.JobKind.training
+        ),
+        "batch_predictions": select(orm.Job.id, orm.Job.created_at).where(
+            on_dataset, orm.Job.kind == orm.JobKind.batch_prediction
         ),
         "models": select(orm.Model.id, orm.Model.created_at).join(orm.Job).where(on_dataset),
         "sweeps": select(orm.Sweep.id, orm.Sweep.created_at).where(

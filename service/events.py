@@ -24,12 +24,13 @@ from dataclasses import dataclass
 
 import anyio
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from service import jobs
+from service import jobs, scoring
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.errors import InvalidInput, TooManyRequests
-from service.core.orm import FINAL_STATUSES, EpochMetric, Job, JobStatus
+from service.core.orm import FINAL_STATUSES, EpochMetric, Job, JobKind, JobStatus
 from service.keys import Principal
 from service.schemas.jobs import EpochRead
 
@@ -76,10 +77,10 @@ def parse_cursor(last_event_id: str | None) -> Cursor:
     return Cursor(int(match[1]), match[2], int(match[3]))
 
 
-def open_stream(principal: Principal, job_id: str) -> None:
+def open_stream(principal: Principal, job_id: str, kind: JobKind = JobKind.training) -> None:
     """404 unless the job exists and is the principal's to see (checked before streaming)."""
     with session_scope() as session:
-        jobs.get(session, principal, job_id)
+        jobs.get(session, principal, job_id, kind)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def read(job_id: str, cursor: Cursor) -> Batch:
         job = session.get(Job, job_id)
         if job is None:  # deleted with its dataset
             return Batch([], cursor, more=False, ended=True)
+        if job.kind == JobKind.batch_prediction:
+            return _read_batch(session, job, cursor)
         rows = session.scalars(
             select(EpochMetric)
             .where(EpochMetric.job_id == job_id, EpochMetric.epoch > cursor.epoch)
@@ -123,6 +126,25 @@ def read(job_id: str, cursor: Cursor) -> Batch:
             cursor = Cursor(cursor.epoch, job.status, job.attempts)
             events.append(Event("status", str(cursor), status_event))
     return Batch(events, cursor, more, cursor.ended)
+
+
+def _read_batch(session: Session, job: Job, cursor: Cursor) -> Batch:
+    """A batch prediction's events: its status as it changes, and a `progress` event (the batch
+    prediction, with rows done) after each chunk; the cursor's epoch counts chunks."""
+    state = scoring.state_of(session, job).model_dump_json()
+    events: list[Event] = []
+    running = job.status == JobStatus.running
+    changed = (job.status, job.attempts) != (cursor.status, cursor.attempts)
+    if changed and running:
+        cursor = Cursor(cursor.epoch, job.status, job.attempts)
+        events.append(Event("status", str(cursor), state))
+    if job.epoch != cursor.epoch and (running or job.status == JobStatus.succeeded):
+        cursor = Cursor(job.epoch, cursor.status, cursor.attempts)
+        events.append(Event("progress", str(cursor), state))
+    if changed and not running:
+        cursor = Cursor(cursor.epoch, job.status, job.attempts)
+        events.append(Event("status", str(cursor), state))
+    return Batch(events, cursor, more=False, ended=cursor.ended)
 
 
 class StreamSlots:

@@ -19,6 +19,7 @@ from service.core.orm import (
     ACTIVE_STATUSES,
     EpochMetric,
     Job,
+    JobKind,
     JobStatus,
     WebhookDelivery,
     utcnow,
@@ -50,7 +51,7 @@ def submit(
         existing = _replay(session, scoped_key, fingerprint)
         if existing is not None:
             return existing
-    _check_active_limit(session, principal.owner)
+    check_active_limit(session, principal.owner)
     dataset = datasets.get(session, principal, request.dataset_id)
     plan = plans.resolve(request, dataset)
     repeats.check(request, dataset)
@@ -117,7 +118,7 @@ def active_jobs(session: Session, owner: str) -> int:
     )
 
 
-def _check_active_limit(session: Session, owner: str) -> None:
+def check_active_limit(session: Session, owner: str) -> None:
     limit = get_settings().max_active_jobs_per_owner
     active = active_jobs(session, owner)
     if active >= limit:
@@ -141,18 +142,23 @@ def _replay(session: Session, idempotency_key: str, fingerprint: str) -> Job | N
     return existing
 
 
-def get(session: Session, principal: Principal, job_id: str) -> Job:
-    """A job by id; another owner's job answers exactly as a missing one does."""
+def get(
+    session: Session, principal: Principal, job_id: str, kind: JobKind = JobKind.training
+) -> Job:
+    """A job of `kind` by id; another owner's job answers exactly as a missing one does."""
     job = session.get(Job, job_id)
-    if job is None or not principal.can_see(job.owner):
-        raise NotFound(f"job '{job_id}' does not exist", field="job_id")
+    if job is None or not principal.can_see(job.owner) or job.kind != kind:
+        noun = "job" if kind == JobKind.training else "batch prediction"
+        raise NotFound(f"{noun} '{job_id}' does not exist", field="job_id")
     return job
 
 
 def page(
     session: Session, principal: Principal, status: JobStatus | None, limit: int, offset: int
 ) -> tuple[list[Job], int]:
-    query = select(Job).where(principal.visible(Job.owner), Job.parent_id.is_(None))
+    query = select(Job).where(
+        principal.visible(Job.owner), Job.parent_id.is_(None), Job.kind == JobKind.training
+    )
     if status is not None:
         query = query.where(Job.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -206,7 +212,12 @@ def history(
 
 def cancel(session: Session, principal: Principal, job_id: str) -> Job:
     """A queued job is cancelled now; a running one stops at its next batch boundary."""
-    job = get(session, principal, job_id)
+    return cancel_job(session, get(session, principal, job_id))
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """`cancel` for a job already looked up (of any kind)."""
+    job_id = job.id
     if job.repeats > 1:
         return repeats.cancel(session, job)
     if job.status == JobStatus.queued:
@@ -238,7 +249,7 @@ def to_read(job: Job) -> JobRead:
     duration = None
     if job.started_at is not None:
         end = job.finished_at or utcnow()
-        duration = (_aware(end) - _aware(job.started_at)).total_seconds()
+        duration = (aware(end) - aware(job.started_at)).total_seconds()
     metrics: dict[str, Any] | None = job.latest_metrics
     return JobRead(
         id=job.id,
@@ -268,6 +279,6 @@ def to_read(job: Job) -> JobRead:
     )
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; they were written in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

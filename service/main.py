@@ -14,13 +14,14 @@ from service.api.key_before_body import KeyBeforeBody
 from service.api.limits import RequestLimits
 from service.api.prometheus import RequestMetrics
 from service.api.quota_before_body import QuotaBeforeBody
+from service.api.routes import batch_predictions as batch_routes
 from service.api.routes import datasets, health, inference_v2, models, validation
 from service.api.routes import diagnostics as diagnostic_routes
 from service.api.routes import events as event_routes
 from service.api.routes import export as export_routes
 from service.api.routes import inspection as inspection_routes
-from service.api.routes import keys as key_routes
 from service.api.routes import jobs as job_routes
+from service.api.routes import keys as key_routes
 from service.api.routes import prometheus as metric_routes
 from service.api.routes import registry as registry_routes
 from service.api.routes import repeats as repeat_routes
@@ -116,6 +117,8 @@ def create_app() -> FastAPI:
     app.include_router(registry_routes.router)
     app.include_router(inference_v2.router)
     app.include_router(event_routes.router)
+    app.include_router(batch_routes.router)
+    app.include_router(event_routes.batch_router)
     app.include_router(webhook_routes.router)
     app.include_router(key_routes.router)
     docs.install(app)

@@ -8,6 +8,7 @@ hand-back. A part of a repeated job trains its repeats instead (`workers.repeats
 import contextlib
 import gc
 import logging
+from collections.abc import Callable
 
 import tensorflow as tf
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,11 +19,11 @@ from service.core import logs, storage
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.errors import DendriteError
-from service.core.orm import Dataset, Job, JobStatus
+from service.core.orm import Dataset, Job, JobKind, JobStatus
 from service.keys import Principal
 from service.leases import Attempt
 from service.schemas.jobs import JobCreate, Register
-from workers import attempts, holds, memory, pipeline, repeats, shutdown, timings
+from workers import attempts, holds, memory, pipeline, repeats, scoring, shutdown, timings
 from workers import loop as loops
 from workers.callbacks import Heartbeat, Stop, StopReason
 
@@ -45,29 +46,43 @@ def run(job_id: str, worker: str) -> None:
             with session_scope() as session:
                 job = session.get_one(Job, attempt.job_id)
                 device, job.device_used = _pick_device(job.device)
-                request = JobCreate.model_validate(job.request)
-                dataset = job.dataset
-                session.expunge(dataset)
+                kind = job.kind
                 log.info(
-                    "job %s: attempt %d, %s, %s",
+                    "job %s: attempt %d, %s, %s, %s",
                     attempt.job_id,
                     attempt.number,
+                    kind,
                     worker,
                     job.device_used,
                 )
+                if kind == JobKind.training:
+                    request = JobCreate.model_validate(job.request)
+                    dataset = job.dataset
+                    session.expunge(dataset)
+            if kind == JobKind.batch_prediction:  # scores a dataset with a model
+                _attempt_with(attempt, device, lambda stop: scoring.run(attempt, stop))
+                return
             _attempt(attempt, device, request, dataset)
 
 
 def _attempt(attempt: Attempt, device: str | None, request: JobCreate, dataset: Dataset) -> None:
+    def work(stop: Stop) -> None:
+        if request.repeats > 1:  # a part of a repeated job: a model per repeat
+            repeats.train(attempt, request, dataset, stop)
+        else:
+            _train(attempt, request, dataset, stop)
+
+    _attempt_with(attempt, device, work)
+
+
+def _attempt_with(attempt: Attempt, device: str | None, work: Callable[[Stop], None]) -> None:
     # Should this process die, its worker requeues the job at once (workers.holds); should it
     # outgrow the memory ceiling, the job fails saying so (workers.memory).
     with holds.holding(attempt.job_id), memory.ceiling(attempt):
-        _run_attempt(attempt, device, request, dataset)
+        _run_attempt(attempt, device, work)
 
 
-def _run_attempt(
-    attempt: Attempt, device: str | None, request: JobCreate, dataset: Dataset
-) -> None:
+def _run_attempt(attempt: Attempt, device: str | None, work: Callable[[Stop], None]) -> None:
     stop = Stop(attempt.deadline)
     heartbeat = Heartbeat(attempt, stop, get_settings().heartbeat_interval)
     heartbeat.start()
@@ -81,10 +96,7 @@ def _run_attempt(
                 "use device 'auto' or 'cpu'"
             )
         with tf.device(device):
-            if request.repeats > 1:  # a part of a repeated job: a model per repeat
-                repeats.train(attempt, request, dataset, stop)
-            else:
-                _train(attempt, request, dataset, stop)
+            work(stop)
     except pipeline.Stopped as stopped:
         _stopped(attempt, stopped.reason)
     except DendriteError as error:

@@ -62,6 +62,11 @@ FINAL_STATUSES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 LOCAL_OWNER = "local"  # owns everything while authentication is off
 
 
+class JobKind(StrEnum):
+    training = "training"
+    batch_prediction = "batch_prediction"  # scores a dataset with a model (`service.scoring`)
+
+
 class ApiKey(Base):
     """An API key, stored as its SHA-256 (keys are random, so a fast hash is enough)."""
 
@@ -104,6 +109,8 @@ class Job(Base):
         ForeignKey("dataset.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    # A batch prediction is a job too: the same lease, queue share, cancel, events and webhooks.
+    kind: Mapped[str] = mapped_column(String(24), default=JobKind.training, index=True)
     task: Mapped[str] = mapped_column(String(16))
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(8), default="auto")
@@ -360,3 +367,27 @@ class AliasMove(Base):
     to_version: Mapped[int | None] = mapped_column(Integer)
     moved_by: Mapped[str] = mapped_column(String(255))
     moved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BatchPrediction(Base):
+    """What a batch-prediction job scores and where its files go; its status, lease and progress
+    in chunks are its job's (`service.scoring`, `workers.scoring`)."""
+
+    __tablename__ = "batch_prediction"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    # Not a foreign key: the model may go (with its dataset) while the job waits; it then fails.
+    model_id: Mapped[str] = mapped_column(String(32), index=True)
+    model_ref: Mapped[str] = mapped_column(String(255))  # as asked: an id, name@alias, ...
+    output_format: Mapped[str] = mapped_column(String(16))
+    passthrough: Mapped[list[Any]] = mapped_column(JSON)
+    array: Mapped[str | None] = mapped_column(String(64))  # the NPZ array scored
+    chunk_rows: Mapped[int] = mapped_column(Integer)
+    rows_total: Mapped[int] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_failed: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_key: Mapped[str | None] = mapped_column(String(255))
+    result_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors_key: Mapped[str | None] = mapped_column(String(255))
+    errors_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -123,6 +123,10 @@ def _callback_url(value: str) -> str:
     return url
 
 
+# A webhook target as every request that takes one checks it.
+CallbackURL = Annotated[str, AfterValidator(_callback_url)]
+
+
 class Register(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -159,7 +163,7 @@ class JobCreate(BaseModel):
         "a test split), and report each one's test metrics and their mean and std. At most "
         "DENDRITE_MAX_REPEATS (default 100).",
     )
-    callback_url: Annotated[str, AfterValidator(_callback_url)] | None = Field(
+    callback_url: CallbackURL | None = Field(
         default=None,
         max_length=2083,
         json_schema_extra={"format": "uri"},

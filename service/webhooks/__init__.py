@@ -28,12 +28,13 @@ from anyio.abc import TaskGroup
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from service import jobs
+from service import jobs, scoring
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.orm import (
     FINAL_STATUSES,
     Job,
+    JobKind,
     WebhookAttempt,
     WebhookDelivery,
     utcnow,
@@ -196,7 +197,13 @@ def _prepare(session: Session, delivery_id: str, number: int) -> Claimed:
     key: str | None = None
     body, problem = b"", None
     try:  # a failure here is this delivery's alone
-        body = jobs.to_read(session.get_one(Job, delivery.job_id)).model_dump_json().encode()
+        job = session.get_one(Job, delivery.job_id)
+        state = (
+            scoring.state_of(session, job)
+            if job.kind == JobKind.batch_prediction
+            else jobs.to_read(job)
+        )
+        body = state.model_dump_json().encode()
         key = secret(session, delivery.owner).secret
     except keyring.SecretUnreadable:
         problem = UNSIGNABLE

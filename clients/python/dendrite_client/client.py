@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from dendrite_client import errors
 from dendrite_client.models import (
     AliasMoveRead,
+    BatchPredictionRead,
     DatasetRead,
     HistoryRead,
     JobRead,
@@ -99,9 +100,10 @@ class Dendrite:
     def events(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The job's event stream: ("status", job) on each change, ("epoch", row) per epoch,
         until the job ends."""
-        with self.http.stream(
-            "GET", f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"}
-        ) as response:
+        return self._events(f"/v1/jobs/{job_id}/events")
+
+    def _events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        with self.http.stream("GET", path, headers={"Accept": "text/event-stream"}) as response:
             if response.status_code >= 400:
                 response.read()
                 raise errors.for_status(response.status_code, response.json())
@@ -149,8 +151,11 @@ class Dendrite:
 
     def download(self, model: str, path: str | Path) -> Path:
         """The model's `.keras` file, written to `path`."""
+        return self._save(f"/v1/models/{model}/download", path)
+
+    def _save(self, url: str, path: str | Path) -> Path:
         path = Path(path)
-        with self.http.stream("GET", f"/v1/models/{model}/download") as response:
+        with self.http.stream("GET", url) as response:
             if response.status_code >= 400:
                 response.read()
                 raise errors.for_status(response.status_code, response.json())
@@ -158,6 +163,62 @@ class Dendrite:
                 for chunk in response.iter_bytes():
                     handle.write(chunk)
         return path
+
+    # -- batch predictions ---------------------------------------------------------------------
+
+    def batch_predict(
+        self,
+        model: str,
+        dataset_id: str,
+        output_format: str = "csv",
+        passthrough_columns: list[str] | None = None,
+        **options: Any,
+    ) -> BatchPredictionRead:
+        """Submit a batch prediction: the whole dataset scored by the model (an id or a
+        reference) into a file; `options`: `chunk_rows`, `array`, `callback_url`."""
+        body = {
+            "model": model,
+            "dataset_id": dataset_id,
+            "output_format": output_format,
+            "passthrough_columns": passthrough_columns or [],
+            **options,
+        }
+        return self._typed(BatchPredictionRead, "POST", "/v1/batch-predictions", json=body)
+
+    def batch_prediction(self, batch_id: str) -> BatchPredictionRead:
+        return self._typed(BatchPredictionRead, "GET", f"/v1/batch-predictions/{batch_id}")
+
+    def cancel_batch_prediction(self, batch_id: str) -> BatchPredictionRead:
+        path = f"/v1/batch-predictions/{batch_id}/cancel"
+        return self._typed(BatchPredictionRead, "POST", path)
+
+    def wait_batch_prediction(
+        self, batch_id: str, timeout: float = 3600, poll: float = 1.0
+    ) -> BatchPredictionRead:
+        """The batch prediction once it has ended, from its event stream or by polling."""
+        deadline = time.monotonic() + timeout
+        try:
+            for kind, data in self._events(f"/v1/batch-predictions/{batch_id}/events"):
+                if kind == "status" and data.get("status") in FINAL:
+                    return BatchPredictionRead.model_validate(data)
+                if time.monotonic() > deadline:
+                    break
+        except (httpx.HTTPError, errors.ServerError, ValueError):
+            pass  # fall back to polling
+        while True:
+            batch = self.batch_prediction(batch_id)
+            if batch.status.value in FINAL:
+                return batch
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch prediction {batch_id} is still {batch.status.value}")
+            time.sleep(poll)
+
+    def download_batch_result(
+        self, batch_id: str, path: str | Path, errors_file: bool = False
+    ) -> Path:
+        """The result file (or, with `errors_file`, the errors file), written to `path`."""
+        which = "errors" if errors_file else "result"
+        return self._save(f"/v1/batch-predictions/{batch_id}/{which}", path)
 
     # -- the registry --------------------------------------------------------------------------
 

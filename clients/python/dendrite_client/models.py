@@ -102,6 +102,12 @@ class AveragePooling2D(BaseModel):
     type: Literal["average_pooling2d"] = Field(..., title="Type")
 
 
+class BatchLinks(BaseModel):
+    errors: str = Field(..., title="Errors")
+    events: str = Field(..., title="Events")
+    result: str = Field(..., title="Result")
+
+
 class BatchNormalization(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -109,6 +115,97 @@ class BatchNormalization(BaseModel):
     epsilon: float | None = Field(0.001, gt=0.0, title="Epsilon")
     momentum: float | None = Field(0.99, gt=0.0, lt=1.0, title="Momentum")
     type: Literal["batch_normalization"] = Field(..., title="Type")
+
+
+class Array(RootModel[str]):
+    root: str = Field(
+        ...,
+        description="For an NPZ dataset: the array of samples to score (default `x`, else `x_test`). Its labels (`y` / `y_test`), if present, give the metrics.",
+        max_length=64,
+        title="Array",
+    )
+
+
+class CallbackUrl(RootModel[AnyUrl]):
+    root: AnyUrl = Field(
+        ...,
+        description="When the job ends, dendrite POSTs its final state (as GET /v1/batch-predictions/{id} shows it) here, signed as training jobs' webhooks are.",
+        title="Callback Url",
+    )
+
+
+class OutputFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
+class BatchPredictionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    array: Array | None = Field(
+        None,
+        description="For an NPZ dataset: the array of samples to score (default `x`, else `x_test`). Its labels (`y` / `y_test`), if present, give the metrics.",
+        title="Array",
+    )
+    callback_url: CallbackUrl | None = Field(
+        None,
+        description="When the job ends, dendrite POSTs its final state (as GET /v1/batch-predictions/{id} shows it) here, signed as training jobs' webhooks are.",
+        title="Callback Url",
+    )
+    chunk_rows: int | None = Field(
+        10000,
+        description="Rows read, scored and written at a time: the worker's memory holds one chunk, whatever the dataset's size; progress moves chunk by chunk.",
+        ge=100,
+        le=100000,
+        title="Chunk Rows",
+    )
+    dataset_id: str = Field(
+        ...,
+        description="The dataset to score: its id or name.",
+        max_length=255,
+        min_length=1,
+        title="Dataset Id",
+    )
+    model: str = Field(
+        ...,
+        description="The model: its id, `name@alias` or `name/versions/n`. A reference is resolved when the job is submitted: moving the alias later does not change what it scores with.",
+        max_length=255,
+        min_length=1,
+        title="Model",
+    )
+    output_format: OutputFormat | None = Field(
+        OutputFormat.csv,
+        description="The result file's format: csv, parquet or jsonl (one JSON object per line).",
+        title="Output Format",
+    )
+    passthrough_columns: list[str] | None = Field(
+        None,
+        description="Columns of the dataset copied into each result row beside the prediction (an id, say), in this order. Tables only.",
+        max_length=100,
+        title="Passthrough Columns",
+    )
+
+
+class Status(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class BatchProgress(BaseModel):
+    rows_done: int = Field(
+        ..., description="Rows read so far, scored or not.", title="Rows Done"
+    )
+    rows_failed: int = Field(
+        ...,
+        description="Rows that could not be scored (see the errors file).",
+        title="Rows Failed",
+    )
+    rows_total: int = Field(..., title="Rows Total")
 
 
 class Name(RootModel[str]):
@@ -246,6 +343,7 @@ class Dependents(BaseModel):
 
 
 class Kind(StrEnum):
+    dead = "dead"
     vanishing = "vanishing"
     exploding = "exploding"
 
@@ -338,7 +436,7 @@ class InferenceError(BaseModel):
     error: str = Field(..., title="Error")
 
 
-class CallbackUrl(RootModel[AnyUrl]):
+class CallbackUrl1(RootModel[AnyUrl]):
     root: AnyUrl = Field(
         ...,
         description="When the job ends (succeeded, failed or cancelled), dendrite POSTs its final state (the job as GET /v1/jobs/{id} shows it) here, signed with your webhook secret (GET /v1/webhooks/secret). http or https, without user:password@. Only public addresses are reached (the server's DENDRITE_WEBHOOK_ALLOWED_HOSTS may permit others).",
@@ -374,20 +472,65 @@ class JobLinks(BaseModel):
     )
 
 
-class Status(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
 class JobStatus(StrEnum):
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    admin: bool | None = Field(
+        False, description="An admin key sees every owner's things.", title="Admin"
+    )
+    owner: str = Field(
+        ...,
+        description="Who the key acts for: 1 to 64 letters, digits and '_.@-', starting with a letter or digit. Keys of one owner share its datasets, jobs and models.",
+        max_length=64,
+        min_length=1,
+        title="Owner",
+    )
+
+
+class KeyCreated(BaseModel):
+    created_at: AwareDatetime = Field(..., title="Created At")
+    id: str = Field(..., title="Id")
+    is_admin: bool = Field(..., title="Is Admin")
+    key: str = Field(
+        ...,
+        description="The key itself. It is shown this once: dendrite keeps its hash.",
+        title="Key",
+    )
+    last_used_at: AwareDatetime | None = Field(
+        ..., description="Updated at most once a minute.", title="Last Used At"
+    )
+    owner: str = Field(..., title="Owner")
+    prefix: str = Field(
+        ...,
+        description="The key's first characters, to tell keys apart.",
+        title="Prefix",
+    )
+    revoked_at: AwareDatetime | None = Field(..., title="Revoked At")
+
+
+class KeyRead(BaseModel):
+    created_at: AwareDatetime = Field(..., title="Created At")
+    id: str = Field(..., title="Id")
+    is_admin: bool = Field(..., title="Is Admin")
+    last_used_at: AwareDatetime | None = Field(
+        ..., description="Updated at most once a minute.", title="Last Used At"
+    )
+    owner: str = Field(..., title="Owner")
+    prefix: str = Field(
+        ...,
+        description="The key's first characters, to tell keys apart.",
+        title="Prefix",
+    )
+    revoked_at: AwareDatetime | None = Field(..., title="Revoked At")
 
 
 class LayerDiagnostic(BaseModel):
@@ -563,6 +706,13 @@ class Optimizer(BaseModel):
 
 class PageDatasetRead(BaseModel):
     items: list[DatasetRead] = Field(..., title="Items")
+    limit: int = Field(..., title="Limit")
+    offset: int = Field(..., title="Offset")
+    total: int = Field(..., title="Total")
+
+
+class PageKeyRead(BaseModel):
+    items: list[KeyRead] = Field(..., title="Items")
     limit: int = Field(..., title="Limit")
     offset: int = Field(..., title="Offset")
     total: int = Field(..., title="Total")
@@ -920,6 +1070,42 @@ class WeightRead(BaseModel):
     trainable: bool = Field(..., title="Trainable")
 
 
+class BatchPredictionRead(BaseModel):
+    array: str | None = Field(..., title="Array")
+    attempts: int = Field(..., title="Attempts")
+    created_at: AwareDatetime = Field(..., title="Created At")
+    dataset_id: str = Field(..., title="Dataset Id")
+    duration_seconds: float | None = Field(..., title="Duration Seconds")
+    error: str | None = Field(..., title="Error")
+    errors_bytes: int = Field(..., title="Errors Bytes")
+    finished_at: AwareDatetime | None = Field(..., title="Finished At")
+    id: str = Field(..., title="Id")
+    links: BatchLinks
+    metrics: dict[str, float] | None = Field(
+        ...,
+        description="Metrics of the predictions against the dataset's target column(s), when it has them (over the rows that have a target value).",
+        title="Metrics",
+    )
+    model: str = Field(
+        ...,
+        description="The model as asked for (an id, name@alias, ...).",
+        title="Model",
+    )
+    model_id: str = Field(
+        ...,
+        description="The model it resolved to when the job was submitted.",
+        title="Model Id",
+    )
+    output_format: OutputFormat = Field(..., title="Output Format")
+    passthrough_columns: list[str] = Field(..., title="Passthrough Columns")
+    progress: BatchProgress
+    result_bytes: int = Field(..., title="Result Bytes")
+    started_at: AwareDatetime | None = Field(..., title="Started At")
+    status: Status = Field(..., title="Status")
+    task: str = Field(..., title="Task")
+    worker: str | None = Field(..., title="Worker")
+
+
 class DatasetConflict(BaseModel):
     dependents: (
         dict[Literal["jobs", "models", "sweeps", "model_versions"], Dependents] | None
@@ -963,7 +1149,7 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    callback_url: CallbackUrl | None = Field(
+    callback_url: CallbackUrl1 | None = Field(
         None,
         description="When the job ends (succeeded, failed or cancelled), dendrite POSTs its final state (the job as GET /v1/jobs/{id} shows it) here, signed with your webhook secret (GET /v1/webhooks/secret). http or https, without user:password@. Only public addresses are reached (the server's DENDRITE_WEBHOOK_ALLOWED_HOSTS may permit others).",
         examples=["https://example.com/hooks/dendrite"],
@@ -1054,6 +1240,13 @@ class LayerWeights(BaseModel):
     parameters: int = Field(..., title="Parameters")
     type: str = Field(..., title="Type")
     weights: list[WeightRead] = Field(..., title="Weights")
+
+
+class PageBatchPredictionRead(BaseModel):
+    items: list[BatchPredictionRead] = Field(..., title="Items")
+    limit: int = Field(..., title="Limit")
+    offset: int = Field(..., title="Offset")
+    total: int = Field(..., title="Total")
 
 
 class PageJobRead(BaseModel):

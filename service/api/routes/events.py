@@ -14,11 +14,14 @@ from service import events
 from service.api.deps import CurrentPrincipal, bearer, principal_for, v1_router
 from service.core.config import get_settings
 from service.core.errors import DendriteError
+from service.core.orm import JobKind
+from service.keys import Principal
 from service.schemas.common import ErrorBody
 
 log = logging.getLogger(__name__)
 
 router = v1_router("/v1/jobs", "jobs")
+batch_router = v1_router("/v1/batch-predictions", "batch predictions")
 
 PING_SECONDS = 15  # a comment line this often keeps proxies from closing a quiet stream
 
@@ -121,7 +124,17 @@ async def stream_job_events(
 
     An owner may hold DENDRITE_MAX_EVENT_STREAMS_PER_OWNER streams at once (429 past it); a
     stream whose API key is revoked ends (a reconnect then gets 401)."""
-    await anyio.to_thread.run_sync(events.open_stream, principal, job_id)
+    return await _stream(principal, credentials, job_id, last_event_id, JobKind.training)
+
+
+async def _stream(
+    principal: Principal,
+    credentials: HTTPAuthorizationCredentials | None,
+    job_id: str,
+    last_event_id: str | None,
+    kind: JobKind,
+) -> Response:
+    await anyio.to_thread.run_sync(events.open_stream, principal, job_id, kind)
     cursor = events.parse_cursor(last_event_id)
     if cursor.ended:
         # 204 tells an EventSource not to reconnect.
@@ -134,3 +147,51 @@ async def stream_job_events(
 
     events.SLOTS.take(principal.owner)  # the response gives it back
     return _HeldStream(principal.owner, sent(), ping=PING_SECONDS)
+
+
+_BATCH_EXAMPLE = (
+    'event: status\nid: 0:running:1\ndata: {"id": "5b1c…", "status": "running", …}\n\n'
+    'event: progress\nid: 1:running:1\ndata: {"id": "5b1c…", "progress": {"rows_done": '
+    '10000, "rows_total": 25000, "rows_failed": 3}, …}\n\n'
+    'event: status\nid: 3:succeeded:1\ndata: {"id": "5b1c…", "status": "succeeded", …}\n\n'
+)
+_BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_STREAM_RESPONSES,
+    200: {
+        "description": "`text/event-stream`: `event: status` on each change of status and "
+        "`event: progress` after each chunk, both carrying the batch prediction as GET "
+        "/v1/batch-predictions/{id} shows it; ends after the final status. Each `id` is the "
+        "position `<chunks>:<status>:<attempts>`, for `Last-Event-ID`.",
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    **_EVENT_SCHEMA,
+                    "properties": {
+                        **_EVENT_SCHEMA["properties"],
+                        "event": {"type": "string", "enum": ["status", "progress"]},
+                    },
+                },
+                "example": _BATCH_EXAMPLE,
+            }
+        },
+    },
+}
+
+
+@batch_router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    response_model=None,
+    responses=_BATCH_RESPONSES,
+)
+async def stream_batch_prediction_events(
+    principal: CurrentPrincipal,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    job_id: str,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", max_length=64, description="Resume after this event's id."),
+    ] = None,
+) -> Response:
+    """Live progress of a batch prediction (Server-Sent Events), as for a training job."""
+    return await _stream(principal, credentials, job_id, last_event_id, JobKind.batch_prediction)
