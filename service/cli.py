@@ -3,9 +3,11 @@
 
 import ctypes
 import os
+import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -41,9 +43,12 @@ Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
-def worker_command(concurrency: int, queues: str, name: str | None) -> list[str]:
+def worker_command(
+    concurrency: int, queues: str, name: str | None, banner: bool = True
+) -> list[str]:
     command = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+        sys.executable, "-m", "celery", *([] if banner else ["--quiet"]),
+        "-A", "workers.celery_app", "worker",
         f"--concurrency={concurrency}", f"--queues={queues}", "--loglevel=INFO",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
@@ -80,6 +85,7 @@ def worker(
 ) -> None:
     """Run a training worker (jobs run in child processes, each reused for several jobs)."""
     command = worker_command(concurrency, queues, name)
+    _quiet_tensorflow()
     os.execv(command[0], command)
 
 
@@ -99,9 +105,13 @@ def serve(
     _print_auth_hint()
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it reaches `finally`.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    _quiet_tensorflow()
     child = subprocess.Popen(
         worker_command(
-            concurrency or settings.embedded_concurrency, "training,training-gpu", "embedded@%h"
+            concurrency or settings.embedded_concurrency,
+            "training,training-gpu",
+            "embedded@%h",
+            banner=False,  # Celery's; the worker's log says when it is ready
         ),
         preexec_fn=_die_with_parent,  # no threads exist yet, so preexec_fn is safe
         start_new_session=True,
@@ -131,6 +141,12 @@ def _uvicorn_options() -> dict[str, Any]:
     }
 
 
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ INFO and WARNING lines (CPU instructions, oneDNN, no CUDA driver) ask
+    nothing of the user; its errors still show. The worker processes inherit this."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -149,8 +165,47 @@ def _print_auth_hint() -> None:
         _, count = keys.page(session, limit=0)
     typer.echo(
         f"requests need an API key (Authorization: Bearer <key>); {count} key(s) exist. "
-        "Create one with: dendrite keys create NAME  (same DENDRITE_* settings as this server)"
+        "Create one (from any directory) with:"
     )
+    typer.echo(f"  {_dendrite_command()} keys create NAME")
+
+
+def _dendrite_command() -> str:
+    """This dendrite, as a shell command that works on this server's database from any directory:
+    the virtual environment's executable (./scripts/serve puts none on the PATH), with the data
+    directory when the database lives there (else the same DENDRITE_* settings are needed)."""
+    settings = get_settings()
+    if settings.embedded_database is None:
+        return _executable()
+    return f"DENDRITE_DATA_DIR={shlex.quote(str(settings.data_dir.resolve()))} {_executable()}"
+
+
+def _executable() -> str:
+    executable = Path(sys.executable).parent / "dendrite"
+    if executable.is_file():
+        return shlex.quote(str(executable))
+    return f"{shlex.quote(sys.executable)} -m service.cli"
+
+
+def _open_server_database() -> None:
+    """Keys are the server's: with the default data directory (./dendrite-data, under whatever
+    directory this runs in) and no database there, refuse rather than start an empty one whose
+    keys the server would never know."""
+    settings = get_settings()
+    database = settings.embedded_database
+    default_data_dir = "data_dir" not in settings.model_fields_set
+    if database is not None and default_data_dir and not database.exists():
+        typer.echo(
+            f"error: no dendrite database in {database.parent}: DENDRITE_DATA_DIR is not set, so "
+            "the data directory is ./dendrite-data under the current directory. Set it to the "
+            "server's data directory, as in the command `dendrite serve` prints as it starts:\n"
+            f"  DENDRITE_DATA_DIR=/path/to/dendrite-data {_executable()} keys create NAME\n"
+            "or run this in the directory the server runs in (`dendrite migrate` starts a new "
+            "database here).",
+            err=True,
+        )
+        raise typer.Exit(1)
+    upgrade_database()
 
 
 @keys_app.command("create")
@@ -159,7 +214,7 @@ def create_key(
     admin: Annotated[bool, typer.Option("--admin", help="May see every owner's things.")] = False,
 ) -> None:
     """Create a key for NAME and print it as the last line (it is shown once)."""
-    upgrade_database()
+    _open_server_database()
     try:
         with session_scope() as session:
             key, token = keys.create(session, name, admin=admin)
@@ -175,7 +230,7 @@ def create_key(
 @keys_app.command("list")
 def list_keys() -> None:
     """List keys: id, owner, prefix, admin, created, revoked (never the keys themselves)."""
-    upgrade_database()
+    _open_server_database()
     with session_scope() as session:
         rows, _ = keys.page(session)
     typer.echo(f"{'id':32}  {'owner':20}  {'prefix':11}  admin  {'created':19}  revoked")
@@ -192,7 +247,7 @@ def revoke_key(
     id_or_prefix: Annotated[str, typer.Argument(help="The key's id or prefix (or the key).")],
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    upgrade_database()
+    _open_server_database()
     try:
         with session_scope() as session:
             key = keys.revoke(session, id_or_prefix)

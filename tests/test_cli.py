@@ -1,4 +1,5 @@
-"""`dendrite api` as a container runs it: JSON log lines, and a graceful stop on SIGTERM."""
+"""`dendrite api` as a container runs it: JSON log lines, and a graceful stop on SIGTERM; `dendrite
+keys` run where no server keeps its data refuses, naming the directory it looked in."""
 
 import json
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx2
 
 from service.core.db import upgrade_database
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import DENDRITE, free_port, service_env
 
 
 def test_api_logs_json_lines_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
@@ -52,3 +53,32 @@ def test_api_logs_json_lines_and_stops_gracefully_on_sigterm(tmp_path: Path) -> 
     assert any("GET /metrics" in message and "200" in message for message in messages)
     assert "Application shutdown complete." in messages
     assert records[-1]["message"].startswith("Finished server process")
+
+
+def test_keys_create_refuses_where_no_server_keeps_its_data(tmp_path: Path) -> None:
+    """Run from another directory without DENDRITE_DATA_DIR, it once made an empty database
+    there, whose key the server then refused with a 401."""
+    for command in (["keys", "create", "alice"], ["keys", "list"]):
+        done = subprocess.run(
+            [*DENDRITE, *command], cwd=tmp_path, env=service_env(), capture_output=True, text=True
+        )
+
+        assert done.returncode == 1
+        assert f"no dendrite database in {tmp_path / 'dendrite-data'}" in done.stderr
+        assert "DENDRITE_DATA_DIR=" in done.stderr
+        assert done.stdout == ""
+        assert not (tmp_path / "dendrite-data").exists()
+
+
+def test_keys_create_makes_the_database_a_data_directory_names(tmp_path: Path) -> None:
+    """DENDRITE_DATA_DIR said explicitly: a new database there is what was asked for."""
+    data = tmp_path / "data"
+    env = service_env(DENDRITE_DATA_DIR=str(data))
+
+    done = subprocess.run(
+        [*DENDRITE, "keys", "create", "alice"], cwd=tmp_path, env=env, capture_output=True
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines()[-1].startswith("dk_")
+    assert (data / "dendrite.db").is_file()

@@ -342,7 +342,12 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'dendrite.db').resolve()}"
+        return f"sqlite:///{self.embedded_database}"
+
+    @property
+    def embedded_database(self) -> Path | None:
+        """The SQLite file in the data directory; None when DENDRITE_DATABASE_URL is set."""
+        return None if self.database_url else (self.data_dir / "dendrite.db").resolve()
 
     @property
     def embedded_broker(self) -> bool:
@@ -350,7 +355,8 @@ class Settings(BaseSettings):
 
     @property
     def celery_broker_url(self) -> str:
-        return self.broker_url or "dendrite-fs://"
+        # The host is a formality (the queue is in broker_dir); without one kombu logs a warning.
+        return self.broker_url or "dendrite-fs://localhost//"
 
     @property
     def broker_dir(self) -> Path:
