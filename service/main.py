@@ -28,6 +28,7 @@ from service.api.routes import repeats as repeat_routes
 from service.api.routes import sweeps as sweep_routes
 from service.api.routes import webhooks as webhook_routes
 from service.api.security_headers import SecurityHeaders
+from service.console.mount import install_console
 from service.core.config import get_settings
 from service.core.db import session_scope
 from service.experiments import repeats
@@ -121,5 +122,6 @@ def create_app() -> FastAPI:
     app.include_router(event_routes.batch_router)
     app.include_router(webhook_routes.router)
     app.include_router(key_routes.router)
+    install_console(app)
     docs.install(app)
     return app
