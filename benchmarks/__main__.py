@@ -19,12 +19,13 @@ from benchmarks import (
     peer,
     predict,
     report,
+    scoring,
     throughput,
     upload,
 )
 from benchmarks.harness import DATA, Run, Service, embedded, machine
 
-ALL = "abcdefgh"
+ALL = "abcdefghi"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         attempt("e", lambda: upload.run(run))
     if "g" in chosen:
         attempt("g", lambda: throughput.run(run))
+    if "i" in chosen:
+        attempt("i", lambda: scoring.run(run))
     if errors:
         run.notes["errors"] = "\n".join(errors)
     options = " ".join(

@@ -253,7 +253,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def _descendants(pids: set[int]) -> set[int]:
+def descendants(pids: set[int]) -> set[int]:
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -272,7 +272,7 @@ def _descendants(pids: set[int]) -> set[int]:
 def cpu_seconds(processes: Iterable[subprocess.Popen[bytes]]) -> float:
     """CPU time used so far by these processes and all their children (Linux /proc)."""
     ticks = 0
-    for pid in _descendants({p.pid for p in processes if p.poll() is None}):
+    for pid in descendants({p.pid for p in processes if p.poll() is None}):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

@@ -11,9 +11,9 @@ An attempt that is lost or handed back leaves no file; the next one starts from 
 
 import contextlib
 import csv
-import json
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlalchemy import update
 
@@ -41,7 +42,8 @@ from workers.callbacks import Stop
 log = logging.getLogger(__name__)
 
 ERROR_COLUMNS = ("row", "column", "reason")
-_PARQUET_TYPES = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_()}
+PROGRESS_SECONDS = 0.25
+_ARROW_TYPES = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_()}
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def _write(
         result_path = files.enter_context(storage.local_target(keys[0]))
         errors_path = files.enter_context(storage.local_target(keys[1]))
         with _Result(result_path, work) as result, _Errors(errors_path) as errors:
+            unsaved, number = Progress(), 0
             for number, chunk in enumerate(chunks, start=1):
                 reason = stop.reason
                 if reason is not None:
@@ -109,7 +112,11 @@ def _write(
                 scored = _score_chunk(work, served, chunk, score)
                 result.write(scored.frame)
                 errors.write(scored.errors)
-                _progress(attempt, stop, number, scored)
+                unsaved.add(scored)
+                if unsaved.due():
+                    _progress(attempt, stop, number, unsaved)
+            if unsaved.rows:
+                _progress(attempt, stop, number, unsaved)
             reason = stop.reason
             if reason is not None:
                 raise pipeline.Stopped(reason)
@@ -141,7 +148,27 @@ def _served(model: Model) -> Served:
         return Served(artifacts.load(path))
 
 
-def _progress(attempt: Attempt, stop: Stop, number: int, scored: "Scored") -> None:
+class Progress:
+    """Rows scored since progress was last written: written at most every PROGRESS_SECONDS (each
+    write is a commit; a chunk of a small model takes milliseconds)."""
+
+    def __init__(self) -> None:
+        self.rows = self.failed = 0
+        self.written = time.monotonic()
+
+    def add(self, scored: "Scored") -> None:
+        self.rows += scored.rows
+        self.failed += len(scored.errors)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.written >= PROGRESS_SECONDS
+
+
+def _progress(attempt: Attempt, stop: Stop, number: int, progress: Progress) -> None:
+    """Progress (chunks on the job, rows on its batch row), the lease, and any cancel request."""
+    rows, failed = progress.rows, progress.failed
+    progress.rows = progress.failed = 0
+    progress.written = time.monotonic()
     with session_scope() as session:
         if not leases.touch(session, attempt, epoch=number):
             stop.lost.set()
@@ -150,8 +177,8 @@ def _progress(attempt: Attempt, stop: Stop, number: int, scored: "Scored") -> No
             update(BatchPrediction)
             .where(BatchPrediction.job_id == attempt.job_id)
             .values(
-                rows_done=BatchPrediction.rows_done + scored.rows,
-                rows_failed=BatchPrediction.rows_failed + len(scored.errors),
+                rows_done=BatchPrediction.rows_done + rows,
+                rows_failed=BatchPrediction.rows_failed + failed,
             )
         )
         if leases.cancel_requested(session, attempt.job_id):
@@ -409,37 +436,34 @@ def _plain(value: Any) -> Any:
 
 
 class _Result(contextlib.AbstractContextManager["_Result"]):
-    """The result file, appended to chunk by chunk in the job's output format."""
+    """The result file, appended to chunk by chunk in the job's output format. CSV and Parquet
+    go through Arrow's writers (with one schema for every chunk); JSONL through pandas'."""
 
     def __init__(self, path: Path, work: Work) -> None:
         self.path, self.format = path, work.batch.output_format
+        self.schema = _schema(work)
         self.file: IO[str] | None = None
-        self.writer: pq.ParquetWriter | None = None
-        self.schema = _parquet_schema(work) if self.format == "parquet" else None
-        self.first = True
+        self.writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
     def __enter__(self) -> "_Result":
-        if self.format != "parquet":
-            self.file = self.path.open("w", encoding="utf-8", newline="")
-        else:
-            assert self.schema is not None
+        if self.format == "parquet":
             self.writer = pq.ParquetWriter(self.path, self.schema)
+        elif self.format == "csv":
+            options = pa_csv.WriteOptions(quoting_style="needed")
+            self.writer = pa_csv.CSVWriter(self.path, self.schema, write_options=options)
+        else:
+            self.file = self.path.open("w", encoding="utf-8", newline="")
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.format == "csv":
-            assert self.file is not None
-            if self.first or len(frame):
-                frame.to_csv(self.file, header=self.first, index=False, lineterminator="\n")
-        elif self.format == "jsonl":
-            assert self.file is not None
-            for record in frame.to_dict(orient="records"):
-                self.file.write(json.dumps(record, default=_json_value, allow_nan=False) + "\n")
-        else:
-            assert self.writer is not None and self.schema is not None
+        if self.writer is not None:
             table = pa.Table.from_pandas(frame, preserve_index=False)
             self.writer.write_table(table.cast(self.schema))
-        self.first = False
+        elif len(frame):
+            assert self.file is not None
+            # 15 significant digits: every float32 prediction exactly, no float64 noise.
+            text = frame.to_json(orient="records", lines=True, double_precision=15)
+            self.file.write(text if text.endswith("\n") else text + "\n")
 
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
@@ -448,17 +472,11 @@ class _Result(contextlib.AbstractContextManager["_Result"]):
             self.writer.close()
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _parquet_schema(work: Work) -> pa.Schema:
+def _schema(work: Work) -> pa.Schema:
     dtypes = {column["name"]: column["dtype"] for column in work.dataset.columns}
     fields = [pa.field(batches.ROW_COLUMN, pa.int64(), nullable=False)]
     for name in work.batch.passthrough:
-        fields.append(pa.field(name, _PARQUET_TYPES.get(dtypes.get(name, ""), pa.string())))
+        fields.append(pa.field(name, _ARROW_TYPES.get(dtypes.get(name, ""), pa.string())))
     labels = work.model.outputs.get("labels")
     columns = batches.output_columns(work.model)
     if labels is not None:

@@ -67,8 +67,10 @@ INTERNAL_ERROR = "not sent: internal error"
 
 
 def deliveries(session: Session, principal: Principal, job_id: str) -> list[WebhookDeliveryRead]:
-    """A job's webhook delivery with its attempts (an empty list: the job has no callback_url)."""
-    jobs.get(session, principal, job_id)
+    """A job's (or a batch prediction's) webhook delivery with its attempts (an empty list: it
+    has no callback_url)."""
+    found = session.get(Job, job_id)
+    jobs.get(session, principal, job_id, JobKind(found.kind) if found else JobKind.training)
     rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)).all()
     return [
         WebhookDeliveryRead(

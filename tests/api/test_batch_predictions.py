@@ -4,6 +4,7 @@ cancel, events, every refusal, and the files' part in deletes and quotas."""
 
 import io
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -271,3 +272,20 @@ def test_files_count_in_quota_and_go_with_the_dataset(
     assert root is not None
     folder = root / "predictions" / done["id"]
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_the_webhook_carries_the_batch_prediction(client: TestClient, concrete_model: str) -> None:
+    dataset_id, _ = _scoring_data(client)
+    batch = _submit(
+        client, model=concrete_model, dataset_id=dataset_id, callback_url="https://example.com/h"
+    )
+    _run(client, batch["id"])
+    # The app's delivery loop (its lifespan runs) takes the delivery once the batch ended.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        [delivery] = client.get(f"/v1/batch-predictions/{batch['id']}/deliveries").json()
+        if delivery["attempts"]:
+            break
+        time.sleep(0.2)
+    assert delivery["url"] == "https://example.com/h"
+    assert delivery["attempts"], delivery  # this sandbox reaches no public host: it failed

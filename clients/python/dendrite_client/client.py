@@ -192,13 +192,18 @@ class Dendrite:
         path = f"/v1/batch-predictions/{batch_id}/cancel"
         return self._typed(BatchPredictionRead, "POST", path)
 
+    def batch_events(self, batch_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The batch prediction's event stream: ("status", it) on each change, ("progress", it)
+        after each chunk, until it ends."""
+        return self._events(f"/v1/batch-predictions/{batch_id}/events")
+
     def wait_batch_prediction(
         self, batch_id: str, timeout: float = 3600, poll: float = 1.0
     ) -> BatchPredictionRead:
         """The batch prediction once it has ended, from its event stream or by polling."""
         deadline = time.monotonic() + timeout
         try:
-            for kind, data in self._events(f"/v1/batch-predictions/{batch_id}/events"):
+            for kind, data in self.batch_events(batch_id):
                 if kind == "status" and data.get("status") in FINAL:
                     return BatchPredictionRead.model_validate(data)
                 if time.monotonic() > deadline:

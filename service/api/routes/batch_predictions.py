@@ -7,11 +7,12 @@ from typing import IO, Annotated, Any
 from fastapi import Body, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from service import scoring
+from service import scoring, webhooks
 from service.api.deps import CurrentPrincipal, Limit, Offset, SessionDep, v1_router
 from service.core.orm import JobStatus
 from service.schemas.common import ErrorBody, Page
 from service.schemas.scoring import BatchPredictionCreate, BatchPredictionRead
+from service.schemas.webhooks import WebhookDeliveryRead
 
 router = v1_router("/v1/batch-predictions", "batch predictions")
 
@@ -112,6 +113,15 @@ def cancel_batch_prediction(
 def delete_batch_prediction(session: SessionDep, principal: CurrentPrincipal, job_id: str) -> None:
     """A batch prediction that ended, and its files (they count against your storage quota)."""
     scoring.delete(session, principal, job_id)
+
+
+@router.get("/{job_id}/deliveries", response_model=list[WebhookDeliveryRead])
+def list_batch_prediction_deliveries(
+    session: SessionDep, principal: CurrentPrincipal, job_id: str
+) -> list[WebhookDeliveryRead]:
+    """The webhook delivery to its callback_url, with every attempt (empty without one)."""
+    scoring.get(session, principal, job_id)
+    return webhooks.deliveries(session, principal, job_id)
 
 
 def _download(session: SessionDep, principal: CurrentPrincipal, job_id: str, which: str) -> Any:
