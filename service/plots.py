@@ -8,26 +8,42 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import diagnostics, jobs
-from service.core.errors import Conflict, NotFound
+from service.core.errors import Conflict, InvalidInput, NotFound
 from service.core.orm import EpochMetric, Job, JobStatus
 from service.formats import figures
 from service.keys import Principal
 
 PlotKind = Literal["learning-curves", "confusion-matrix", "gradient-norms", "predicted-vs-actual"]
 PlotFormat = Literal["png", "svg"]
+SCALED = ("learning-curves", "gradient-norms")  # the kinds that take a scale
 
 
 def render(
-    session: Session, principal: Principal, job_id: str, kind: PlotKind, fmt: PlotFormat
+    session: Session,
+    principal: Principal,
+    job_id: str,
+    kind: PlotKind,
+    fmt: PlotFormat,
+    scale: figures.Scale | None = None,
 ) -> bytes:
     """The plot as PNG or SVG bytes; 404 where it does not apply, 409 where its data is not
-    there yet."""
+    there yet, 422 for a scale on a plot that has none."""
     job = jobs.get(session, principal, job_id)
-    figure = _DRAW[kind](session, job)
+    if scale is not None and kind not in SCALED:
+        raise InvalidInput(
+            f"scale applies to the {' and '.join(SCALED)} plots, not to {kind}; leave it out",
+            field="scale",
+        )
+    if kind == "learning-curves":
+        figure = _learning_curves(session, job, scale or "linear")
+    elif kind == "gradient-norms":
+        figure = _gradient_norms(session, job, scale or "log")
+    else:
+        figure = _EVALUATIONS[kind](job)
     return figures.render(figure, fmt)
 
 
-def _learning_curves(session: Session, job: Job) -> Figure:
+def _learning_curves(session: Session, job: Job, scale: figures.Scale) -> Figure:
     rows = session.scalars(
         select(EpochMetric).where(EpochMetric.job_id == job.id).order_by(EpochMetric.epoch)
     ).all()
@@ -37,10 +53,10 @@ def _learning_curves(session: Session, job: Job) -> Figure:
             "appear after its first epoch",
             field="job_id",
         )
-    return figures.learning_curves([r.epoch for r in rows], [r.metrics for r in rows])
+    return figures.learning_curves([r.epoch for r in rows], [r.metrics for r in rows], scale)
 
 
-def _gradient_norms(session: Session, job: Job) -> Figure:
+def _gradient_norms(session: Session, job: Job, scale: figures.Scale) -> Figure:
     if not diagnostics.enabled(job.request):
         raise NotFound(
             f"job '{job.id}' was submitted with training.diagnostics false, so it has no "
@@ -58,7 +74,7 @@ def _gradient_norms(session: Session, job: Job) -> Figure:
     names = [n for n in names if any(_norm(r.layers, n) is not None for r in rows)]  # kernels
     norms = {name: [_norm(row.layers, name) for row in rows] for name in names}
     flagged = {row.epoch: [f["kind"] for f in row.flags] for row in rows if row.flags}
-    return figures.gradient_norms([row.epoch for row in rows], norms, flagged)
+    return figures.gradient_norms([row.epoch for row in rows], norms, flagged, scale)
 
 
 def _norm(layers: list[dict[str, Any]], name: str) -> float | None:
@@ -91,20 +107,18 @@ def _evaluation(job: Job, task: str, kind: str, instead: str) -> dict[str, Any]:
     return evaluation
 
 
-def _confusion_matrix(session: Session, job: Job) -> Figure:
+def _confusion_matrix(job: Job) -> Figure:
     evaluation = _evaluation(job, "classification", "confusion-matrix", "predicted-vs-actual")
     matrix = evaluation["confusion_matrix"]
     return figures.confusion_matrix(matrix["labels"], matrix["counts"], evaluation["split"])
 
 
-def _predicted_vs_actual(session: Session, job: Job) -> Figure:
+def _predicted_vs_actual(job: Job) -> Figure:
     evaluation = _evaluation(job, "regression", "predicted-vs-actual", "confusion-matrix")
     return figures.predicted_vs_actual(evaluation["predicted_vs_actual"], evaluation["split"])
 
 
-_DRAW = {
-    "learning-curves": _learning_curves,
+_EVALUATIONS = {
     "confusion-matrix": _confusion_matrix,
-    "gradient-norms": _gradient_norms,
     "predicted-vs-actual": _predicted_vs_actual,
 }

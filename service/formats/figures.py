@@ -7,12 +7,16 @@ Text that comes from data (column names, class labels, metric and layer names) g
 
 import io
 import math
-from typing import Any
+from typing import Any, Literal
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+Scale = Literal["linear", "log"]
+FLOOR_NOTE = "0 shown at floor"
 _MAX_PANELS = 12  # metrics or targets drawn; more would make unreadable panels
 
 
@@ -41,7 +45,9 @@ def _panels(count: int, title: str) -> tuple[Figure, list[Any]]:
     return figure, list(axes[:count])
 
 
-def learning_curves(epochs: list[int], metrics: list[dict[str, float]]) -> Figure:
+def learning_curves(
+    epochs: list[int], metrics: list[dict[str, float]], scale: Scale = "linear"
+) -> Figure:
     """One panel per loss or metric: training against validation, over the epochs."""
     names: list[str] = []
     for row in metrics:
@@ -50,17 +56,128 @@ def learning_curves(epochs: list[int], metrics: list[dict[str, float]]) -> Figur
             if base not in names:
                 names.append(base)
     names = names[:_MAX_PANELS]
-    figure, axes = _panels(len(names), "Learning curves")
+    title = "Learning curves" + (" (log scale)" if scale == "log" else "")
+    figure, axes = _panels(len(names), title)
     for ax, name in zip(axes, names, strict=True):
-        for key, label in ((name, "training"), (f"val_{name}", "validation")):
-            values = [row.get(key, math.nan) for row in metrics]
-            if any(not math.isnan(v) for v in values):
-                ax.plot(epochs, values, marker="." if len(epochs) < 30 else None, label=label)
-        ax.set_title(literal(name))
-        ax.set_xlabel("epoch")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        series = {
+            label: [row.get(key) for row in metrics]
+            for key, label in ((name, "training"), (f"val_{name}", "validation"))
+        }
+        series = {label: values for label, values in series.items() if _drawable(values)}
+        note = _draw(ax, epochs, series, scale)
+        ax.set_ylabel(literal(name))
+        if note:
+            ax.set_title(literal(note), fontsize=8, color="gray", wrap=True)
+    _legend(figure, axes, "outside lower center")
     return figure
+
+
+def gradient_norms(
+    epochs: list[int],
+    norms: dict[str, list[float | None]],
+    flagged: dict[int, list[str]],
+    scale: Scale = "log",
+) -> Figure:
+    """Each kernel's gradient norm over the epochs (log scale unless asked otherwise); flagged
+    epochs shaded, and the last flag named."""
+    figure = Figure(figsize=(8.4, 4.8), layout="constrained")
+    ax = figure.subplots()
+    figure.suptitle("Gradient norms per layer" + (" (log scale)" if scale == "log" else ""))
+    note = _draw(ax, epochs, norms, scale)
+    ax.set_ylabel("kernel gradient norm (probe batch)")
+    for epoch in flagged:
+        ax.axvspan(epoch - 0.5, epoch + 0.5, color="red", alpha=0.1, linewidth=0)
+    notes = [note] if note else []
+    if flagged:
+        last = max(flagged)
+        notes.insert(0, f"epoch {last} flagged: {', '.join(sorted(set(flagged[last])))}")
+    ax.set_title(literal("\n".join(notes)), fontsize=9, color="firebrick" if flagged else "gray")
+    extra = [Patch(color="red", alpha=0.1, label="flagged epoch")] if flagged else []
+    _legend(figure, [ax], "outside right upper", extra)
+    return figure
+
+
+def _drawable(values: list[float | None]) -> bool:
+    return bool(_known(values))
+
+
+def _known(values: list[float | None]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def _floor(known: list[float]) -> float:
+    """Where a log axis draws the values it cannot (0 and below): a decade under the smallest
+    positive value, or 1 when there is none."""
+    positive = [v for v in known if v > 0]
+    return 10.0 ** (math.floor(math.log10(min(positive))) - 1) if positive else 1.0
+
+
+def _draw(
+    ax: Any, epochs: list[int], series: dict[str, list[float | None]], scale: Scale
+) -> str | None:
+    """A line per series, whatever its values. On a log axis a value of 0 or below is drawn at
+    a floor (a dashed line, the points hollow) and noted: never dropped. Returns a note naming
+    the series that are 0 at every epoch (their lines lie on the floor, one over another)."""
+    known = _known([v for values in series.values() for v in values])
+    floor = _floor(known) if scale == "log" and any(v <= 0 for v in known) else None
+    marker = "." if len(epochs) < 30 else None
+    at_floor: list[str] = []
+    for name, values in series.items():
+        points = [v if v is not None and math.isfinite(v) else math.nan for v in values]
+        low = [e for e, v in zip(epochs, points, strict=True) if v <= 0]
+        if floor is not None:
+            points = [floor if v <= 0 else v for v in points]
+        (line,) = ax.plot(epochs, points, marker=marker, label=literal(name))
+        if floor is not None and low:
+            ax.plot(
+                low, [floor] * len(low), linestyle="none", marker="o", markersize=7,
+                markerfacecolor="none", color=line.get_color(),
+            )  # fmt: skip
+            if len(low) == len(_known(values)):
+                at_floor.append(name)
+    if scale == "log":
+        ax.set_yscale("log")
+    if floor is not None:
+        ax.axhline(floor, color="gray", linestyle="--", linewidth=1)
+        negative = any(v < 0 for v in known)
+        # The legend's entry: the floor line with a hollow point on it.
+        ax.plot(
+            [], [], color="gray", linestyle="--", linewidth=1, marker="o", markerfacecolor="none",
+            label="≤ 0 shown at floor" if negative else FLOOR_NOTE,
+        )  # fmt: skip
+        if any(v > 0 for v in known):
+            ax.set_ylim(bottom=floor / 3)
+        else:  # nothing but zeros: the floor is the only value, so its tick reads 0
+            ax.set_ylim(floor / 10, floor * 10)
+            ax.set_yticks([floor], ["0"])
+            ax.minorticks_off()
+    ax.set_xlabel("epoch")
+    if epochs:  # epochs only: shading around a flagged epoch must not widen the axis to 0
+        margin = max(0.5, 0.03 * (max(epochs) - min(epochs)))
+        ax.set_xlim(min(epochs) - margin, max(epochs) + margin)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.grid(alpha=0.3, which="both")
+    if at_floor and len(at_floor) == len(series) > 1:
+        return f"all {len(at_floor)} series are 0 at every epoch: their lines lie on the floor"
+    return f"0 at every epoch: {', '.join(at_floor)}" if at_floor else None
+
+
+LegendPlace = Literal["outside lower center", "outside right upper"]
+
+
+def _legend(
+    figure: Figure, axes: list[Any], loc: LegendPlace, extra: list[Any] | None = None
+) -> None:
+    """One legend for the figure, outside the axes so it covers no data."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    for handle in extra or []:
+        entries[handle.get_label()] = handle
+    if entries:
+        columns = len(entries) if loc == "outside lower center" else 1
+        figure.legend(list(entries.values()), list(entries), loc=loc, ncols=min(columns, 4))
 
 
 def confusion_matrix(labels: list[Any], counts: list[list[int]], split: str) -> Figure:
@@ -87,33 +204,6 @@ def confusion_matrix(labels: list[Any], counts: list[list[int]], split: str) -> 
             for j, count in enumerate(row):
                 color = "white" if count > peak / 2 else "black"
                 ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
-    return figure
-
-
-def gradient_norms(
-    epochs: list[int], norms: dict[str, list[float | None]], flagged: dict[int, list[str]]
-) -> Figure:
-    """Each kernel's gradient norm over the epochs, on a log scale; flagged epochs marked."""
-    figure = Figure(figsize=(8, 4.8), layout="constrained")
-    ax = figure.subplots()
-    for name, values in norms.items():
-        points = [v if v is not None and v > 0 else math.nan for v in values]
-        ax.plot(epochs, points, marker="." if len(epochs) < 30 else None, label=literal(name))
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("kernel gradient norm (probe batch)")
-    ax.set_title("Gradient norms per layer")
-    for epoch in flagged:
-        ax.axvline(epoch, color="red", alpha=0.15)
-    if flagged:
-        last = max(flagged)
-        ax.text(
-            0.01, 0.01,
-            literal(f"flagged: {', '.join(sorted(set(flagged[last])))} (epoch {last})"),
-            transform=ax.transAxes, color="red", fontsize=9,
-        )  # fmt: skip
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3, which="both")
     return figure
 
 

@@ -3,7 +3,7 @@
 import json
 from typing import Annotated
 
-from fastapi import Depends, Path, Response
+from fastapi import Depends, Path, Query, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
@@ -41,9 +41,22 @@ def get_job_plot(
     job_id: str,
     kind: Annotated[plots.PlotKind, Path(description="Which plot.")],
     fmt: Annotated[plots.PlotFormat, Path(description="png or svg.")],
+    scale: Annotated[
+        figures.Scale | None,
+        Query(
+            description="The y axis of learning-curves (default linear) and gradient-norms "
+            "(default log): `linear` or `log`. On a log axis a value of 0 is drawn at a floor "
+            "a decade under the smallest positive value (a dashed line, hollow points, "
+            "'0 shown at floor' in the legend), never dropped. Other plots take no scale (422)."
+        ),
+    ] = None,
 ) -> Response:
-    """A plot of the job: learning-curves, confusion-matrix, gradient-norms, predicted-vs-actual."""
-    image = plots.render(session, principal, job_id, kind, fmt)
+    """A plot of the job: learning-curves, confusion-matrix, gradient-norms, predicted-vs-actual.
+
+    Epochs are on the x axis with integer ticks, and the legend sits outside the axes.
+    `?scale=log` draws learning-curves on a log axis (gradient-norms are log by default).
+    """
+    image = plots.render(session, principal, job_id, kind, fmt, scale)
     return Response(image, media_type=figures.FORMATS[fmt], headers={"Cache-Control": "no-store"})
 
 
