@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from service import datasets, jobs, models
 from service.core import queue, storage
-from service.core.errors import Conflict, DendriteError, InvalidInput, NotFound
+from service.core.config import get_settings
+from service.core.errors import (
+    Conflict,
+    DendriteError,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+)
 from service.core.orm import (
     ACTIVE_STATUSES,
     BatchPrediction,
@@ -69,8 +76,7 @@ def submit(session: Session, principal: Principal, request: BatchPredictionCreat
         error.field = "model"
         raise
     dataset = datasets.get(session, principal, request.dataset_id)
-    # A result file takes storage: refused up front when the owner's quota is already spent.
-    datasets.check_quota(session, principal, 1)
+    _check_room(session, principal)
     array = _check(model, dataset, request)
     rows = _rows(dataset, array)
     epochs = max(1, math.ceil(rows / request.chunk_rows))
@@ -106,6 +112,23 @@ def submit(session: Session, principal: Principal, request: BatchPredictionCreat
         session.add(WebhookDelivery(job_id=job.id, owner=job.owner, url=request.callback_url))
     queue.enqueue_training(session, job.id, job.device)
     return job
+
+
+def _check_room(session: Session, principal: Principal) -> None:
+    """413 when the owner's storage quota has no room left for a result file (the worker fails
+    the job if its files outgrow the room there was when it started)."""
+    quota = get_settings().max_storage_bytes_per_owner
+    if not quota:
+        return
+    used = datasets.storage_used(session, principal.owner)
+    if used >= quota:
+        raise QuotaExceeded(
+            f"your datasets, models and batch-prediction files use {storage.human(used)} of your "
+            f"{storage.human(quota)} storage quota (DENDRITE_MAX_STORAGE_BYTES_PER_OWNER): there "
+            "is no room for a result file. Delete datasets or batch predictions you no longer "
+            "need (DELETE /v1/batch-predictions/{id}), then submit it again",
+            field="dataset_id",
+        )
 
 
 def _check(model: Model, dataset: Dataset, request: BatchPredictionCreate) -> str | None:

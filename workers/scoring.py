@@ -29,6 +29,7 @@ from sqlalchemy import update
 from service import datasets, leases
 from service import scoring as batches
 from service.core import storage
+from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.errors import DendriteError
 from service.core.orm import BatchPrediction, Dataset, Job, JobStatus, Model
@@ -54,6 +55,7 @@ class Work:
     batch: BatchPrediction
     model: Model
     dataset: Dataset
+    room: int | None  # bytes the owner's storage quota leaves for the files; None: no quota
 
 
 def run(attempt: Attempt, stop: Stop) -> None:
@@ -114,13 +116,28 @@ def _write(
                 errors.write(scored.errors)
                 unsaved.add(scored)
                 if unsaved.due():
+                    _check_room(work, result_path, errors_path)
                     _progress(attempt, stop, number, unsaved)
             if unsaved.rows:
                 _progress(attempt, stop, number, unsaved)
             reason = stop.reason
             if reason is not None:
                 raise pipeline.Stopped(reason)
+        _check_room(work, result_path, errors_path)  # the files closed: their whole size
         return result_path.stat().st_size, errors_path.stat().st_size
+
+
+def _check_room(work: Work, *paths: Path) -> None:
+    """The job fails once its files outgrow what the owner's storage quota left for them."""
+    if work.room is None:
+        return
+    size = sum(path.stat().st_size for path in paths if path.exists())
+    if size > work.room:
+        raise DendriteError(
+            f"the result would take more than the {storage.human(work.room)} your storage quota "
+            "(DENDRITE_MAX_STORAGE_BYTES_PER_OWNER) leaves; delete datasets or batch "
+            "predictions you no longer need, or pass fewer columns through, and submit it again"
+        )
 
 
 def _load(attempt: Attempt) -> Work:
@@ -137,10 +154,12 @@ def _load(attempt: Attempt) -> Work:
         batch.rows_done = batch.rows_failed = 0
         leases.touch(session, attempt, epoch=0)
         dataset = job.dataset
+        quota = get_settings().max_storage_bytes_per_owner
+        room = max(quota - datasets.storage_used(session, job.owner), 0) if quota else None
         session.flush()
         for row in (batch, model, dataset):
             session.expunge(row)
-    return Work(attempt.job_id, batch, model, dataset)
+    return Work(attempt.job_id, batch, model, dataset, room)
 
 
 def _served(model: Model) -> Served:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from service import datasets
 from service.core import storage
+from service.core.config import get_settings
 from service.core.db import session_scope
 from tests.api.conftest import OWNER, Upload, assert_envelope, concrete_job, mnist_job, upload_bytes
 from tests.conftest import DATA
@@ -289,3 +290,29 @@ def test_the_webhook_carries_the_batch_prediction(client: TestClient, concrete_m
         time.sleep(0.2)
     assert delivery["url"] == "https://example.com/h"
     assert delivery["attempts"], delivery  # this sandbox reaches no public host: it failed
+
+
+def test_a_result_past_the_storage_quota_fails_and_leaves_no_file(
+    client: TestClient, concrete_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset_id, _ = _scoring_data(client)
+    with session_scope() as session:
+        used = datasets.storage_used(session, OWNER)
+    monkeypatch.setenv("DENDRITE_MAX_STORAGE_BYTES_PER_OWNER", str(used + 2000))
+    get_settings.cache_clear()
+    batch = _submit(client, model=concrete_model, dataset_id=dataset_id, chunk_rows=100)
+    done = _run(client, batch["id"])
+    assert done["status"] == "failed"
+    assert "DENDRITE_MAX_STORAGE_BYTES_PER_OWNER" in done["error"]
+    assert done["result_bytes"] == 0
+    root = storage.local_root()
+    assert root is not None
+    folder = root / "predictions" / batch["id"]
+    assert not folder.exists() or not any(folder.iterdir())
+    # Spent: the next one is refused up front.
+    monkeypatch.setenv("DENDRITE_MAX_STORAGE_BYTES_PER_OWNER", str(used))
+    get_settings.cache_clear()
+    refused = client.post(
+        "/v1/batch-predictions", json={"model": concrete_model, "dataset_id": dataset_id}
+    )
+    assert "no room for a result file" in assert_envelope(refused, 413, "dataset_id")["detail"]
