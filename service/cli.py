@@ -3,12 +3,14 @@
 
 import ctypes
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 import uvicorn
@@ -115,7 +117,10 @@ def serve(
         ),
         preexec_fn=_die_with_parent,  # no threads exist yet, so preexec_fn is safe
         start_new_session=True,
+        stderr=subprocess.PIPE,
     )
+    assert child.stderr is not None
+    threading.Thread(target=_forward_worker_output, args=(child.stderr,), daemon=True).start()
     try:
         uvicorn.run(
             "service.main:create_app", factory=True, host=host, port=port, **_uvicorn_options()
@@ -145,6 +150,26 @@ def _quiet_tensorflow() -> None:
     """TensorFlow's C++ INFO and WARNING lines (CPU instructions, oneDNN, no CUDA driver) ask
     nothing of the user; its errors still show. The worker processes inherit this."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# What TensorFlow (2.19 and later) logs as it loads, before absl's logging is set up: those lines
+# ignore TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442). INFO and WARNING only.
+TENSORFLOW_NOTE = re.compile(
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] "
+)
+
+
+def _forward_worker_output(stream: IO[bytes]) -> None:
+    """The embedded worker's stderr (its log), without TensorFlow's notes on loading."""
+    for line in stream:
+        if TENSORFLOW_NOTE.match(line):
+            continue
+        try:
+            sys.stderr.buffer.write(line)
+            sys.stderr.buffer.flush()
+        except OSError:
+            pass  # stderr closed: keep draining, or the worker would block on a full pipe
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
