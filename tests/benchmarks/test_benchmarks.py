@@ -75,3 +75,15 @@ def test_synthetic_table_is_concrete_shaped_and_seeded(tmp_path: Path) -> None:
     (tmp_path / "again").mkdir()
     again = peer.synthetic(tmp_path / "again", 1000)
     assert again.read_text() == path.read_text()  # the same rows for the same size
+
+
+@pytest.mark.e2e
+def test_quick_batch_scoring_benchmark_measures_memory_and_throughput(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+
+    assert suite.main(["--quick", "--only", "i", "--results", str(results)]) == 0
+
+    text = results.read_text()
+    assert "| i | batch scoring worker peak memory, 10,000 rows" in text
+    assert "| i | batch scoring throughput, 10,000 rows CSV -> CSV" in text
+    assert "failed to run" not in text
