@@ -10,13 +10,16 @@ import math
 from typing import Any, Literal
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.rcsetup import cycler
 from matplotlib.ticker import MaxNLocator
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 Scale = Literal["linear", "log"]
 FLOOR_NOTE = "0 shown at floor"
+TABLEAU = list(TABLEAU_COLORS.values())
 _MAX_PANELS = 12  # metrics or targets drawn; more would make unreadable panels
 
 
@@ -80,18 +83,19 @@ def gradient_norms(
 ) -> Figure:
     """Each kernel's gradient norm over the epochs (log scale unless asked otherwise); flagged
     epochs shaded, and the last flag named."""
-    figure = Figure(figsize=(8.4, 4.8), layout="constrained")
+    columns = -(-(len(norms) + 2) // 15)  # the legend's columns (see _legend)
+    figure = Figure(figsize=(6.6 + 1.8 * columns, 4.8), layout="constrained")
     ax = figure.subplots()
-    figure.suptitle("Gradient norms per layer" + (" (log scale)" if scale == "log" else ""))
     note = _draw(ax, epochs, norms, scale)
     ax.set_ylabel("kernel gradient norm (probe batch)")
     for epoch in flagged:
         ax.axvspan(epoch - 0.5, epoch + 0.5, color="red", alpha=0.1, linewidth=0)
-    notes = [note] if note else []
+    # The title over the axes only (not the figure), so the legend beside it never covers it.
+    lines = ["Gradient norms per layer" + (" (log scale)" if scale == "log" else "")]
     if flagged:
         last = max(flagged)
-        notes.insert(0, f"epoch {last} flagged: {', '.join(sorted(set(flagged[last])))}")
-    ax.set_title(literal("\n".join(notes)), fontsize=9, color="firebrick" if flagged else "gray")
+        lines.append(f"epoch {last} flagged: {', '.join(sorted(set(flagged[last])))}")
+    ax.set_title(literal("\n".join(lines + ([note] if note else []))), fontsize=10)
     extra = [Patch(color="red", alpha=0.1, label="flagged epoch")] if flagged else []
     _legend(figure, [ax], "outside right upper", extra)
     return figure
@@ -121,6 +125,8 @@ def _draw(
     known = _known([v for values in series.values() for v in values])
     floor = _floor(known) if scale == "log" and any(v <= 0 for v in known) else None
     marker = "." if len(epochs) < 30 else None
+    # Ten colours, solid, then dashed, dotted...: a deep network's layers stay apart.
+    ax.set_prop_cycle(cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=TABLEAU))
     at_floor: list[str] = []
     for name, values in series.items():
         points = [v if v is not None and math.isfinite(v) else math.nan for v in values]
@@ -138,11 +144,11 @@ def _draw(
     if scale == "log":
         ax.set_yscale("log")
     if floor is not None:
-        ax.axhline(floor, color="gray", linestyle="--", linewidth=1)
+        ax.axhline(floor, color="black", linestyle="--", linewidth=1)
         negative = any(v < 0 for v in known)
         # The legend's entry: the floor line with a hollow point on it.
         ax.plot(
-            [], [], color="gray", linestyle="--", linewidth=1, marker="o", markerfacecolor="none",
+            [], [], color="black", linestyle="--", linewidth=1, marker="o", markerfacecolor="none",
             label="≤ 0 shown at floor" if negative else FLOOR_NOTE,
         )  # fmt: skip
         if any(v > 0 for v in known):
@@ -176,8 +182,10 @@ def _legend(
     for handle in extra or []:
         entries[handle.get_label()] = handle
     if entries:
-        columns = len(entries) if loc == "outside lower center" else 1
-        figure.legend(list(entries.values()), list(entries), loc=loc, ncols=min(columns, 4))
+        # Below the panels: one row (up to 4); right of them: a column per 14 entries, so a
+        # deep network's legend still fits the figure's height.
+        columns = min(len(entries), 4) if loc == "outside lower center" else -(-len(entries) // 15)
+        figure.legend(list(entries.values()), list(entries), loc=loc, ncols=columns)
 
 
 def confusion_matrix(labels: list[Any], counts: list[list[int]], split: str) -> Figure:

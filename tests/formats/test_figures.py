@@ -104,7 +104,7 @@ def test_gradient_norms_all_zero_draws_every_layer_at_the_floor_and_says_so() ->
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
     assert figures.FLOOR_NOTE in legend and "flagged epoch" in legend
     assert set(names) <= set(legend)
-    assert "epoch 3 flagged: dead" in ax.get_title()
+    assert "Gradient norms per layer (log scale)\nepoch 3 flagged: dead\n" in ax.get_title()
     assert "all 7 series are 0 at every epoch" in ax.get_title()
     assert [label.get_text() for label in ax.get_yticklabels()] == ["0"]
     _assert_legend_outside_axes(figure)
@@ -164,3 +164,13 @@ def test_learning_curves_on_a_log_scale_show_a_zero_loss_at_the_floor() -> None:
         0.1,
     ]  # the floor: the decade under 2
     assert figures.FLOOR_NOTE in [t.get_text() for t in figure.legends[0].get_texts()]
+
+
+def test_gradient_norms_of_a_deep_network_keep_the_legend_inside_the_figure() -> None:
+    norms: dict[str, list[float | None]] = {f"dense_{i}": [1.0 + i, 2.0 + i] for i in range(30)}
+
+    figure = _drawn(figures.gradient_norms([1, 2], norms, {}), "gradient-norms-30-layers.png")
+
+    box = figure.legends[0].get_window_extent()
+    assert box.y0 >= 0 and box.y1 <= figure.bbox.height and box.x1 <= figure.bbox.width
+    _assert_legend_outside_axes(figure)
