@@ -85,8 +85,9 @@
     const shown = (v) => (log ? Math.log10(v > 0 ? v : floor) : v);
     let yLow = Math.min(...values.map(shown)), yHigh = Math.max(...values.map(shown));
     if (log) {
-      yLow = Math.floor(yLow);
-      yHigh = Math.max(Math.ceil(yHigh), yLow + 1);
+      // Whole decades, padded a little so points at the floor sit above the axis.
+      yLow = Math.floor(yLow) - 0.1;
+      yHigh = Math.max(Math.ceil(yHigh), Math.ceil(yLow) + 1) + 0.1;
     } else {
       if (yHigh === yLow) { yLow -= Math.abs(yLow) * 0.1 || 1; yHigh += Math.abs(yHigh) * 0.1 || 1; }
       const pad = (yHigh - yLow) * 0.05;
@@ -108,7 +109,7 @@
       label(svg, x(epoch), box.bottom + 18, String(epoch), {"text-anchor": "middle", class: "tick"});
     }
     const yTicks = log
-      ? Array.from({length: yHigh - yLow + 1}, (_, i) => yLow + i)
+      ? Array.from({length: Math.floor(yHigh) - Math.ceil(yLow) + 1}, (_, i) => Math.ceil(yLow) + i)
       : linearTicks(yLow, yHigh, 6);
     for (const tick of yTicks) {
       el("line", {x1: box.left, x2: box.right, y1: y(tick), y2: y(tick)}, grid);
@@ -385,6 +386,9 @@
     select.addEventListener("change", draw);
     draw();
   }
+
+  // For the browser tests, which draw charts from data of their own.
+  window.dendriteCharts = {lineChart, parallelChart};
 
   document.addEventListener("DOMContentLoaded", () => {
     jobPage();
