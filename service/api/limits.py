@@ -19,6 +19,9 @@ from service.api.errors import envelope
 from service.core.config import get_settings
 
 UPLOAD_PATH = "/v1/datasets"
+# The console's upload form (service/console/datasets.py); its session is checked before the body
+# is read (service/console/pages.py: SessionBeforeBody), as an API key is for UPLOAD_PATH.
+CONSOLE_UPLOAD_PATH = "/ui/datasets"
 # Around the file itself: the multipart boundaries, part headers and the `name` field.
 MULTIPART_OVERHEAD = 64 << 10
 # The bytes that matter to nesting; backslashes and quotes delimit strings, where brackets do not.
@@ -136,7 +139,10 @@ class RequestLimits:
             await envelope(400, "bad_request", detail)(scope, receive, send)
             return
         settings = get_settings()
-        upload = scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
+        upload = scope["method"] == "POST" and scope["path"].rstrip("/") in (
+            UPLOAD_PATH,
+            CONSOLE_UPLOAD_PATH,
+        )
         # An upload's message names the file limit; the multipart framing gets room on top.
         if upload:
             refused_over = settings.max_upload_bytes

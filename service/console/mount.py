@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from service.console import compare, datasets, jobs, keys, registry, sessions, sweeps
+from service.console.pages import SessionBeforeBody
 
 STATIC = Path(__file__).parent / "static"
 
@@ -15,6 +16,7 @@ def install_console(app: FastAPI) -> None:
     """Add the console's pages, its static files, and `/` leading to it."""
     for module in (sessions, datasets, jobs, compare, sweeps, registry, keys):
         app.include_router(module.router)
+    app.add_middleware(SessionBeforeBody)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.get("/", include_in_schema=False)

@@ -10,6 +10,9 @@ import anyio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import keys
 from service.api.deps import UnitOfWorkRoute
@@ -121,3 +124,20 @@ def render(
 def redirect(path: str) -> RedirectResponse:
     """After a form: see the result with a GET (303)."""
     return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+class SessionBeforeBody:
+    """A console form is refused (to the sign-in page) without a valid session before its body is
+    read: without one, an upload would be spooled to disk only to be turned away."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if scope.get("method") == "POST" and path.startswith("/ui/") and path != "/ui/sign-in":
+            cookie = cookie_parser(Headers(scope=scope).get("cookie", "")).get(COOKIE)
+            if not await still_signed_in(cookie):
+                await RedirectResponse("/ui/sign-in", status_code=303)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

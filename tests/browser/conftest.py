@@ -60,7 +60,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     env = service_env(DENDRITE_DATA_DIR=str(root / "data"), DENDRITE_EMBEDDED_CONCURRENCY="2")
     server = Console(f"http://127.0.0.1:{port}", env, root)
     server.start("serve", "serve", "--port", str(port))
-    yield from server.serve()  # type: ignore[misc]
+    yield from server.serve()
 
 
 @pytest.fixture(scope="session")

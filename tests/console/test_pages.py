@@ -1,8 +1,10 @@
 """The console over HTTP: sessions (HttpOnly cookie, CSRF on every form), its CSP, owners kept
 apart, admin-only keys, and the forms' errors shown on the page."""
 
+import pytest
 from fastapi.testclient import TestClient
 
+from service.core.config import get_settings
 from tests.api.conftest import create_key
 from tests.conftest import DATA
 from tests.console.conftest import SignIn, form_token, sign_in_with
@@ -193,3 +195,22 @@ def test_submit_with_a_bad_request_shows_what_to_fix(sign_in: SignIn) -> None:
         )
         assert response.status_code == 422, response.text
         assert message in response.text
+
+
+def test_form_posts_without_a_session_go_to_sign_in_unread(app_client: TestClient) -> None:
+    files = {"file": ("a.csv", b"a,b\n1,2\n", "text/csv")}
+    for path in ["/ui/datasets", "/ui/jobs", "/ui/keys", "/ui/sign-out"]:
+        response = app_client.post(path, data={"csrf": "x"}, files=files)
+        assert response.status_code == 303 and response.headers["location"] == "/ui/sign-in"
+
+
+def test_console_upload_may_pass_the_request_body_limit(
+    sign_in: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DENDRITE_MAX_REQUEST_BYTES", "1000")  # the concrete file is 58 kB
+    get_settings.cache_clear()
+    alice = sign_in("alice")
+
+    dataset_id = _upload(alice)
+
+    assert "1030" in alice.get(f"/ui/datasets/{dataset_id}").text
