@@ -3,21 +3,19 @@
 
 import ctypes
 import os
-import re
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from service import keys
 from service.api.http import PROTOCOL
-from service.core import filemodes, logs
+from service.core import filemodes, logs, stderr
 from service.core.config import get_settings
 from service.core.db import session_scope, upgrade_database
 from service.core.errors import DendriteError
@@ -108,6 +106,8 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it reaches `finally`.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _quiet_tensorflow()
+    notes = stderr.Filter()
+    notes.install()  # the API's stderr, and the worker's from its start
     child = subprocess.Popen(
         worker_command(
             concurrency or settings.embedded_concurrency,
@@ -117,10 +117,8 @@ def serve(
         ),
         preexec_fn=_die_with_parent,  # no threads exist yet, so preexec_fn is safe
         start_new_session=True,
-        stderr=subprocess.PIPE,
     )
-    assert child.stderr is not None
-    threading.Thread(target=_forward_worker_output, args=(child.stderr,), daemon=True).start()
+    notes.start()
     try:
         uvicorn.run(
             "service.main:create_app", factory=True, host=host, port=port, **_uvicorn_options()
@@ -131,6 +129,7 @@ def serve(
             child.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
+        notes.close()
 
 
 def _uvicorn_options() -> dict[str, Any]:
@@ -150,26 +149,6 @@ def _quiet_tensorflow() -> None:
     """TensorFlow's C++ INFO and WARNING lines (CPU instructions, oneDNN, no CUDA driver) ask
     nothing of the user; its errors still show. The worker processes inherit this."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-# What TensorFlow (2.19 and later) logs as it loads, before absl's logging is set up: those lines
-# ignore TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442). INFO and WARNING only.
-TENSORFLOW_NOTE = re.compile(
-    rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
-    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] "
-)
-
-
-def _forward_worker_output(stream: IO[bytes]) -> None:
-    """The embedded worker's stderr (its log), without TensorFlow's notes on loading."""
-    for line in stream:
-        if TENSORFLOW_NOTE.match(line):
-            continue
-        try:
-            sys.stderr.buffer.write(line)
-            sys.stderr.buffer.flush()
-        except OSError:
-            pass  # stderr closed: keep draining, or the worker would block on a full pipe
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
