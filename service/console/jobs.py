@@ -3,30 +3,18 @@ prefilled with the course's networks, and one job's page: its request, metrics t
 curves kept live by its event stream, test metrics, model, a predict form and the download."""
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from functools import partial
+from collections.abc import Iterator
 from typing import IO, Annotated, Any, Literal
 
-import anyio
 from fastapi import Form, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
 
-from service import datasets, events, jobs, models
+from service import datasets, jobs, models
 from service.api.deps import SessionDep
-from service.console.pages import (
-    COOKIE,
-    Console,
-    check_csrf,
-    console_router,
-    redirect,
-    render,
-    still_signed_in,
-)
+from service.console.pages import Console, check_csrf, console_router, redirect, render
 from service.core import errors
-from service.core.orm import JobStatus
+from service.core.orm import Dataset, JobStatus
 from service.keys import ConsoleSession
 from service.schemas import examples
 from service.schemas.jobs import JobCreate, JobRead
@@ -161,13 +149,9 @@ def _validation_message(error: ValueError | ValidationError) -> str:
     return f"the request is not valid JSON: {error}"
 
 
-def _example_rows(session: SessionDep, console: ConsoleSession, job: JobRead) -> str:
+def _example_rows(dataset: Dataset | None, job: JobRead) -> str:
     """Two rows of the job's dataset without its target, to start the predict form with."""
-    try:
-        dataset = datasets.get(session, console.principal, job.dataset_id)
-    except errors.NotFound:
-        return "[]"
-    if dataset.format == "npz":
+    if dataset is None or dataset.format == "npz":
         return "[]"
     targets = job.request.get("target")
     targets = targets if isinstance(targets, list) else [targets]
@@ -189,6 +173,10 @@ def _job_page(
     predict_error: str | None = None,
 ) -> Response:
     read = jobs.to_read(jobs.get(session, console.principal, job_id))
+    try:
+        dataset: Dataset | None = datasets.get(session, console.principal, read.dataset_id)
+    except errors.NotFound:  # deleted since (its finished jobs may stay)
+        dataset = None
     history = jobs.history(session, console.principal, job_id, None, 0, max_points=2000)
     model = (
         models.to_read(models.get(session, console.principal, read.model_id))
@@ -218,7 +206,8 @@ def _job_page(
         columns=columns,
         data=data,
         request_json=json.dumps(read.request, indent=2),
-        instances=instances if instances is not None else _example_rows(session, console, read),
+        dataset=dataset,
+        instances=instances if instances is not None else _example_rows(dataset, read),
         predictions=json.dumps(predictions, indent=2) if predictions is not None else None,
         predict_error=predict_error,
     )
@@ -272,35 +261,3 @@ def download_model(session: SessionDep, console: Console, model_id: str) -> Resp
 def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
     with handle:
         yield from iter(lambda: handle.read(1 << 20), b"")
-
-
-class _HeldStream(EventSourceResponse):
-    """Gives the owner's event-stream slot back when the stream ends, however it ends."""
-
-    def __init__(self, owner: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.owner = owner
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            events.SLOTS.give_back(self.owner)
-
-
-@router.get("/jobs/{job_id}/events")
-async def stream_job_events(request: Request, console: Console, job_id: str) -> Response:
-    """The job's events (as GET /v1/jobs/{id}/events), for the page's EventSource, which sends
-    the session cookie and cannot send an Authorization header. Ends when the session does."""
-    await anyio.to_thread.run_sync(events.open_stream, console.principal, job_id)
-    cursor = events.parse_cursor(request.headers.get("last-event-id"))
-    if cursor.ended:
-        return Response(status_code=204)
-    cookie = request.cookies.get(COOKIE)
-
-    async def sent() -> AsyncIterator[ServerSentEvent]:
-        async for event in events.stream(job_id, cursor, partial(still_signed_in, cookie)):
-            yield ServerSentEvent(event.data, event=event.name, id=event.id)
-
-    events.SLOTS.take(console.principal.owner)
-    return _HeldStream(console.principal.owner, sent(), ping=15)

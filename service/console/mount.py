@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.console import compare, datasets, jobs, keys, registry, sessions, sweeps
+from service.console import compare, datasets, events, jobs, keys, registry, sessions, sweeps
 from service.console.pages import SessionBeforeBody
 
 STATIC = Path(__file__).parent / "static"
@@ -14,7 +14,7 @@ STATIC = Path(__file__).parent / "static"
 
 def install_console(app: FastAPI) -> None:
     """Add the console's pages, its static files, and `/` leading to it."""
-    for module in (sessions, datasets, jobs, compare, sweeps, registry, keys):
+    for module in (sessions, datasets, jobs, events, compare, sweeps, registry, keys):
         app.include_router(module.router)
     app.add_middleware(SessionBeforeBody)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")

@@ -209,7 +209,8 @@
     const container = document.getElementById("curves");
     const toggle = document.getElementById("log-scale");
     const history = data.history.slice();
-    const seen = new Set(history.map((row) => row.epoch));
+    // The stream replays a job's epochs from the first: only those after the page's are new.
+    let lastEpoch = history.length ? history[history.length - 1].epoch : 0;
     let pending = false;
     const redraw = () => {
       if (pending) return;
@@ -251,8 +252,8 @@
     const source = new EventSource(data.events);
     source.addEventListener("epoch", (event) => {
       const row = JSON.parse(event.data);
-      if (seen.has(row.epoch)) return;
-      seen.add(row.epoch);
+      if (row.epoch <= lastEpoch) return;
+      lastEpoch = row.epoch;
       history.push(row);
       addRow(row);
       document.getElementById("progress").textContent = `epoch ${row.epoch} of ${data.epochs_planned}`;
