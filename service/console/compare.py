@@ -9,6 +9,7 @@ from service import jobs
 from service.api.deps import SessionDep
 from service.console.jobs import metric_names
 from service.console.pages import Console, console_router, render
+from service.core import errors
 
 router = console_router()
 
@@ -47,11 +48,15 @@ def compare_jobs(
     request: Request,
     session: SessionDep,
     console: Console,
-    ids: Annotated[list[str], Query(max_length=MAX_JOBS)] = [],  # noqa: B006 - FastAPI copies it
+    ids: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies it
     metric: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
     """Pick jobs to compare, or compare the chosen ones."""
     ids = list(dict.fromkeys(ids))
+    if len(ids) > MAX_JOBS:
+        raise errors.InvalidInput(
+            f"{len(ids)} jobs were chosen; compare at most {MAX_JOBS} at once", field="ids"
+        )
     if len(ids) < 2:
         items, _ = jobs.page(session, console.principal, None, 200, 0)
         return render(

@@ -1,7 +1,7 @@
 """Datasets in the console: the list, an upload form, and one dataset's schema, statistics and
 first rows."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import File, Form, Request, Response, UploadFile
 
@@ -46,6 +46,8 @@ def show_dataset(
     """One dataset: its columns with their statistics, and its first rows."""
     dataset = datasets.get(session, console.principal, dataset_id)
     preview = datasets.preview(dataset, PREVIEW_ROWS)
+    if dataset.format == "npz":  # an image's 784 numbers would fill the page: show its shape
+        preview = [{k: _summary(v) for k, v in row.items()} for row in preview]
     return render(
         request,
         "dataset.html",
@@ -54,3 +56,14 @@ def show_dataset(
         preview=preview,
         preview_columns=list(preview[0]) if preview else [],
     )
+
+
+def _summary(value: Any) -> Any:
+    """An array as its shape ("array 28 x 28"); anything else as it is."""
+    if not isinstance(value, list):
+        return value
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return "array " + " x ".join(str(n) for n in shape)

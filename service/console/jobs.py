@@ -151,8 +151,10 @@ def _validation_message(error: ValueError | ValidationError) -> str:
 
 def _example_rows(dataset: Dataset | None, job: JobRead) -> str:
     """Two rows of the job's dataset without its target, to start the predict form with."""
-    if dataset is None or dataset.format == "npz":
+    if dataset is None:
         return "[]"
+    if dataset.format == "npz":  # one image (array) is enough to try
+        return json.dumps([row["x"] for row in datasets.preview(dataset, 1)], separators=(",", ":"))
     targets = job.request.get("target")
     targets = targets if isinstance(targets, list) else [targets]
     features = job.request.get("features")

@@ -84,6 +84,9 @@ def test_console_flow_trains_predicts_compares_and_moves_an_alias(
 ) -> None:
     base = console_server.base_url
     key = console_server.new_key("alice")
+    browser.get(f"{base}/ui/jobs")
+    assert "/ui/sign-in" in browser.current_url
+    shoot(browser, "00-sign-in")
     sign_in(browser, base, key)
     session = browser.get_cookie("dendrite_console")
     assert session is not None and session["httpOnly"] and session["sameSite"] == "Strict"
@@ -179,7 +182,11 @@ def test_console_flow_trains_predicts_compares_and_moves_an_alias(
     assert _rows(browser, "jobs") == 2
     shoot(browser, "08-jobs")
 
-    # Compare the two.
+    # Compare the two (the picker first, with none chosen).
+    browser.get(f"{base}/ui/compare")
+    assert _rows(browser, "jobs") == 2
+    shoot(browser, "08-compare-pick")
+    browser.get(f"{base}/ui/jobs?sort=val_loss&order=asc")
     for job_id in (first, second):
         browser.find_element(By.CSS_SELECTOR, f"input[value='{job_id}']").click()
     browser.find_element(By.ID, "compare").click()
@@ -349,3 +356,36 @@ def test_log_scale_draws_zeros_at_a_floor_and_says_so(
     assert {"1", "2", "3", "4"} <= set(drawn["ticks"])  # integer epochs, no 1.5
     assert not any("." in tick for tick in drawn["ticks"][:4])
     shoot(browser, "18-log-scale-zeros")
+
+
+def test_mnist_classifier_from_the_form_trains_and_predicts_labels(
+    console_server: Console, browser: WebDriver, screenshots: Any
+) -> None:
+    base = console_server.base_url
+    sign_in(browser, base, console_server.new_key("mona"))
+    browser.get(f"{base}/ui/datasets")
+    browser.find_element(By.ID, "file").send_keys(str(DATA / "mnist_small.npz"))
+    browser.find_element(By.ID, "name").send_keys("mnist")
+    browser.find_element(By.CSS_SELECTOR, "#upload button").click()
+    wait(browser).until(lambda d: "/ui/datasets/" in d.current_url)
+    assert "array 28 x 28" in browser.find_element(By.ID, "preview").text
+    shoot(browser, "19-mnist-dataset")
+
+    browser.get(f"{base}/ui/jobs/new?example=mnist")
+    textarea = browser.find_element(By.ID, "body")
+    body = json.loads(textarea.get_attribute("value") or "{}")
+    assert body["task"] == "classification" and body["network"]["layers"][0] == {"type": "flatten"}
+    assert Select(browser.find_element(By.ID, "dataset")).first_selected_option.text.startswith(
+        "mnist"
+    )
+    body["training"] |= {"epochs": 2, "validation_split": 0.2}
+    browser.execute_script("arguments[0].value = arguments[1]", textarea, json.dumps(body))
+    browser.find_element(By.CSS_SELECTOR, "#submit-job button").click()
+    wait(browser, 240).until(lambda d: _text(d, "status") == "succeeded")
+    wait(browser).until(lambda d: d.find_elements(By.ID, "predict"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#curves figure")) == 2  # loss, accuracy
+    browser.find_element(By.CSS_SELECTOR, "#predict button").click()
+    wait(browser).until(lambda d: d.find_elements(By.ID, "predictions"))
+    predictions = json.loads(_text(browser, "predictions"))
+    assert len(predictions) == 1 and len(predictions[0]["probabilities"]) == 10
+    shoot(browser, "20-mnist-job")

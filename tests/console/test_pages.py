@@ -214,3 +214,13 @@ def test_console_upload_may_pass_the_request_body_limit(
     dataset_id = _upload(alice)
 
     assert "1030" in alice.get(f"/ui/datasets/{dataset_id}").text
+
+
+def test_compare_more_than_twenty_jobs_says_how_many(sign_in: SignIn) -> None:
+    alice = sign_in("alice")
+    query = "&".join(f"ids=job{n}" for n in range(21))
+
+    response = alice.get(f"/ui/compare?{query}")
+
+    assert response.status_code == 422 and "at most 20" in response.text
+    assert "<h1>422" in response.text

@@ -194,12 +194,13 @@
     }
     for (const group of groups) {
       const series = group.names.map((name) => ({
-        name: name.startsWith("val_") ? `${name} (validation)` : `${name} (training)`,
+        name: name.startsWith("val_") ? "validation" : name === group.base ? "training" : name,
         dashed: name.startsWith("val_"),
         points: history.filter((row) => row.metrics[name] !== undefined && row.metrics[name] !== null)
           .map((row) => [row.epoch, row.metrics[name]]),
       }));
-      figure(container, lineChart({series, title: group.base, yLabel: group.base, xLabel: "epoch", log, xMax}));
+      figure(container, lineChart({series, title: `${group.base}: training and validation`,
+        yLabel: group.base, xLabel: "epoch", log, xMax}));
     }
   }
 
