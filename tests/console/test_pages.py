@@ -224,3 +224,18 @@ def test_compare_more_than_twenty_jobs_says_how_many(sign_in: SignIn) -> None:
 
     assert response.status_code == 422 and "at most 20" in response.text
     assert "<h1>422" in response.text
+
+
+def test_with_authentication_off_everyone_signs_in_as_the_local_admin(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DENDRITE_AUTH_ENABLED", "false")
+    get_settings.cache_clear()
+    form = app_client.get("/ui/sign-in")
+    assert 'name="key"' not in form.text and "Authentication is off" in form.text
+
+    sign_in_with(app_client, "")
+
+    jobs = app_client.get("/ui/jobs")
+    assert jobs.status_code == 200 and "local (admin)" in jobs.text
+    assert app_client.get("/ui/keys").status_code == 200
