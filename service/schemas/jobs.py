@@ -96,6 +96,9 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# An id or name that is looked up: never with a NUL character.
+LookupText = Annotated[str, AfterValidator(_no_nul)]
+
 _HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
 
 

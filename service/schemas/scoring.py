@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas.jobs import CallbackURL
+from service.schemas.jobs import CallbackURL, LookupText
 
 OutputFormat = Literal["csv", "parquet", "jsonl"]
 
@@ -28,27 +28,27 @@ class BatchPredictionCreate(BaseModel):
         },
     )
 
-    model: str = Field(
+    model: LookupText = Field(
         min_length=1,
         max_length=255,
         description="The model: its id, `name@alias` or `name/versions/n`. A reference is "
         "resolved when the job is submitted: moving the alias later does not change what it "
         "scores with.",
     )
-    dataset_id: str = Field(
+    dataset_id: LookupText = Field(
         min_length=1, max_length=255, description="The dataset to score: its id or name."
     )
     output_format: OutputFormat = Field(
         default="csv",
         description="The result file's format: csv, parquet or jsonl (one JSON object per line).",
     )
-    passthrough_columns: list[str] = Field(
+    passthrough_columns: list[LookupText] = Field(
         default_factory=list,
         max_length=MAX_PASSTHROUGH,
         description="Columns of the dataset copied into each result row beside the prediction "
         "(an id, say), in this order. Tables only.",
     )
-    array: str | None = Field(
+    array: LookupText | None = Field(
         default=None,
         max_length=64,
         description="For an NPZ dataset: the array of samples to score (default `x`, else "
@@ -85,7 +85,7 @@ class BatchLinks(BaseModel):
 class BatchPredictionRead(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    model: str = Field(description="The model as asked for (an id, name@alias, ...).")
+    model: LookupText = Field(description="The model as asked for (an id, name@alias, ...).")
     model_id: str = Field(description="The model it resolved to when the job was submitted.")
     dataset_id: str
     task: str
