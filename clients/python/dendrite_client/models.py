@@ -908,7 +908,7 @@ class Training(BaseModel):
     batch_size: int | None = Field(32, gt=0, le=65536, title="Batch Size")
     diagnostics: bool | None = Field(
         True,
-        description="After every epoch, measure each layer's kernel gradient norm and its dead (ReLU) or saturated (sigmoid/tanh) units on a fixed probe batch, and flag vanishing or exploding gradients (GET /v1/jobs/{id}/diagnostics). One extra backward pass per epoch.",
+        description="After every epoch, measure each layer's kernel gradient norm and its dead (ReLU) or saturated (sigmoid/tanh) units on a fixed probe batch, and flag vanishing or exploding gradients and dead layers (GET /v1/jobs/{id}/diagnostics). One extra backward pass per epoch.",
         title="Diagnostics",
     )
     early_stopping: EarlyStopping | None = None
