@@ -77,7 +77,8 @@ class Training(BaseModel):
         default=True,
         description="After every epoch, measure each layer's kernel gradient norm and its dead "
         "(ReLU) or saturated (sigmoid/tanh) units on a fixed probe batch, and flag vanishing or "
-        "exploding gradients and dead layers (GET /v1/jobs/{id}/diagnostics). One extra backward pass per epoch.",
+        "exploding gradients and dead layers (GET /v1/jobs/{id}/diagnostics). One extra "
+        "backward pass per epoch.",
     )
 
     @model_validator(mode="after")
