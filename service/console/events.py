@@ -4,31 +4,16 @@ header."""
 
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
 
 import anyio
 from fastapi import Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
+from sse_starlette import ServerSentEvent
 
 from service import events
+from service.api.streams import HeldStream
 from service.console.pages import COOKIE, Console, console_router, still_signed_in
 
 router = console_router()
-
-
-class _HeldStream(EventSourceResponse):
-    """Gives the owner's event-stream slot back when the stream ends, however it ends."""
-
-    def __init__(self, owner: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.owner = owner
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            events.SLOTS.give_back(self.owner)
 
 
 @router.get("/jobs/{job_id}/events")
@@ -46,4 +31,4 @@ async def stream_job_events(request: Request, console: Console, job_id: str) -> 
             yield ServerSentEvent(event.data, event=event.name, id=event.id)
 
     events.SLOTS.take(console.principal.owner)
-    return _HeldStream(console.principal.owner, sent(), ping=15)
+    return HeldStream(console.principal.owner, sent(), ping=15)

@@ -4,7 +4,7 @@ the error envelope raised as exceptions (`dendrite_client.errors`)."""
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,22 +120,8 @@ class Dendrite:
     def wait(self, job_id: str, timeout: float = 3600, poll: float = 1.0) -> JobRead:
         """The job once it has ended (succeeded, failed or cancelled): follows its event stream,
         and polls when the stream cannot be had (a proxy that buffers it, an older server)."""
-        deadline = time.monotonic() + timeout
-        try:
-            for kind, data in self.events(job_id):
-                if kind == "status" and data.get("status") in FINAL:
-                    return JobRead.model_validate(data)
-                if time.monotonic() > deadline:
-                    break
-        except (httpx.HTTPError, errors.ServerError, ValueError):
-            pass  # fall back to polling
-        while True:
-            job = self.job(job_id)
-            if job.status.value in FINAL:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status.value}")
-            time.sleep(poll)
+        job = lambda: self.job(job_id)  # noqa: E731
+        return _wait(f"job {job_id}", self.events(job_id), job, JobRead, timeout, poll)
 
     # -- models and predictions ----------------------------------------------------------------
 
@@ -201,22 +187,14 @@ class Dendrite:
         self, batch_id: str, timeout: float = 3600, poll: float = 1.0
     ) -> BatchPredictionRead:
         """The batch prediction once it has ended, from its event stream or by polling."""
-        deadline = time.monotonic() + timeout
-        try:
-            for kind, data in self.batch_events(batch_id):
-                if kind == "status" and data.get("status") in FINAL:
-                    return BatchPredictionRead.model_validate(data)
-                if time.monotonic() > deadline:
-                    break
-        except (httpx.HTTPError, errors.ServerError, ValueError):
-            pass  # fall back to polling
-        while True:
-            batch = self.batch_prediction(batch_id)
-            if batch.status.value in FINAL:
-                return batch
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"batch prediction {batch_id} is still {batch.status.value}")
-            time.sleep(poll)
+        return _wait(
+            f"batch prediction {batch_id}",
+            self.batch_events(batch_id),
+            lambda: self.batch_prediction(batch_id),
+            BatchPredictionRead,
+            timeout,
+            poll,
+        )
 
     def download_batch_result(
         self, batch_id: str, path: str | Path, errors_file: bool = False
@@ -273,3 +251,35 @@ class Dendrite:
         if alias is not None:
             version = self.set_alias(name, alias, version.version)
         return version
+
+
+E = TypeVar("E", bound=BaseModel)
+
+
+def _wait(
+    what: str,
+    stream: Iterator[tuple[str, dict[str, Any]]],
+    read: Callable[[], E],
+    model: type[E],
+    timeout: float,
+    poll: float,
+) -> E:
+    """What `read` gives once its status is final: from the event stream's final status event,
+    else (no stream: a proxy that buffers it, an older server) by polling `read`."""
+    deadline = time.monotonic() + timeout
+    try:
+        for kind, data in stream:
+            if kind == "status" and data.get("status") in FINAL:
+                return model.model_validate(data)
+            if time.monotonic() > deadline:
+                break
+    except (httpx.HTTPError, errors.ServerError, ValueError):
+        pass  # fall back to polling
+    while True:
+        state = read()
+        status = state.status.value  # type: ignore[attr-defined]
+        if status in FINAL:
+            return state
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} is still {status}")
+        time.sleep(poll)

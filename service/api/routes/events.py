@@ -8,10 +8,10 @@ import anyio
 from fastapi import Depends, Header, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
 
 from service import events
 from service.api.deps import CurrentPrincipal, bearer, principal_for, v1_router
+from service.api.streams import HeldStream
 from service.core.config import get_settings
 from service.core.errors import DendriteError
 from service.core.orm import JobKind
@@ -68,20 +68,6 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "(Retry-After says when to try again).",
     },
 }
-
-
-class _HeldStream(EventSourceResponse):
-    """An event stream that gives its owner's slot back when it ends, however it ends."""
-
-    def __init__(self, owner: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.owner = owner
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            events.SLOTS.give_back(self.owner)
 
 
 def _key_check(token: str | None) -> Callable[[], Awaitable[bool]] | None:
@@ -146,7 +132,7 @@ async def _stream(
             yield ServerSentEvent(event.data, event=event.name, id=event.id)
 
     events.SLOTS.take(principal.owner)  # the response gives it back
-    return _HeldStream(principal.owner, sent(), ping=PING_SECONDS)
+    return HeldStream(principal.owner, sent(), ping=PING_SECONDS)
 
 
 _BATCH_EXAMPLE = (
