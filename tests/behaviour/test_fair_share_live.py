@@ -23,9 +23,9 @@ BACKLOG = 4
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Service]:
     port = free_port()
-    service = Service(
-        f"http://127.0.0.1:{port}", service_env(DENDRITE_DATA_DIR=str(tmp_path / "data")), tmp_path
-    )
+    # One slot: with two, the second could take alice's next job before bob submits (a race).
+    env = service_env(DENDRITE_DATA_DIR=str(tmp_path / "data"), DENDRITE_EMBEDDED_CONCURRENCY="1")
+    service = Service(f"http://127.0.0.1:{port}", env, tmp_path)
     service.start("serve", "serve", "--port", str(port))
     yield from service.serve()
 
